@@ -1,0 +1,94 @@
+"""The training job's one typed config. Defaults are the paper's recipe (section 5);
+presets change only what a small machine or dataset needs, and say so."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from alexnet.errors import UserError
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    data: str = _f("data/digits", "prepared data directory (from jobs/prepare_data.py)")
+    epochs: int = _f(90, "epochs to train")
+    workers: int = _f(1, "Ray Train workers (DDP processes); one per GPU when GPUs exist")
+    batch_size: int = _f(128, "global batch size, split evenly over the workers")
+    lr: float = _f(0.01, "initial learning rate (linear scaling: 0.01 * batch / 128)")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(5e-4, "SGD weight decay")
+    lr_schedule: Literal["plateau", "step"] = _f(
+        "plateau", "plateau: divide by 10 when val top-1 error stops improving (the paper); "
+        "step: divide by 10 at --lr-steps")
+    lr_patience: int = _f(3, "plateau: epochs without improvement before dividing the lr")
+    lr_steps: tuple[int, ...] = _f((30, 60, 80), "step: epochs at which the lr is divided by 10")
+    warmup_epochs: int = _f(0, "epochs of linear lr warm-up from lr/10 (0 = none, the paper)")
+    grouped: bool = _f(True, "conv2/4/5 in two groups, the paper's two-GPU split")
+    lrn: Literal["paper", "cuda-convnet"] = _f(
+        "paper", "LRN alpha convention: the paper's formula, or cuda-convnet's alpha/n")
+    bias_init: Literal["paper", "caffe"] = _f(
+        "paper", "biases of conv2/4/5, fc6/7: 1 (paper) or 0.1 (Caffe, trains more reliably)")
+    dropout: float = _f(0.5, "dropout on fc6 and fc7")
+    eval_crop: Literal["center", "ten"] = _f("center", "validation: centre 224 crop, or 10 crops averaged")
+    seed: int = _f(0, "seed of the model's initialisation")
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto: GPUs when the cluster has them")
+    amp: bool = _f(True, "bf16 autocast on GPU (ignored on CPU)")
+    channels_last: bool = _f(True, "channels-last memory layout on GPU (ignored on CPU)")
+    name: str = _f("", "run name; rerunning with the same name resumes it (default: a new name)")
+    experiment: str = _f("alexnet", "MLflow experiment")
+    storage: str = _f("runs", "where Ray Train keeps checkpoints (local path, NFS, s3://, gs://)")
+    max_failures: int = _f(3, "worker-group restarts before the run fails (-1 = unlimited)")
+    cpus_per_worker: float = _f(0.0, "CPUs reserved per training worker (0 = auto)")
+    threads_per_worker: int = _f(0, "torch CPU threads per worker (0 = auto)")
+    augment_actors: int = _f(0, "augmentation actors (0 = auto)")
+    augment_cpus: float = _f(0.0, "CPUs per augmentation actor (0 = auto)")
+    log_every: int = _f(10, "print training progress every N steps")
+
+    def __post_init__(self) -> None:
+        self.lr_steps = tuple(self.lr_steps)
+        checks = [
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.workers >= 1, f"--workers must be at least 1, got {self.workers}"),
+            (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
+            (self.batch_size % self.workers == 0,
+             f"--batch-size {self.batch_size} must be divisible by --workers {self.workers}"),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, f"--weight-decay must be non-negative, got {self.weight_decay}"),
+            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
+            (self.lr_patience >= 0, f"--lr-patience must be non-negative, got {self.lr_patience}"),
+            (self.warmup_epochs >= 0, f"--warmup-epochs must be non-negative, got {self.warmup_epochs}"),
+            (self.cpus_per_worker >= 0, f"--cpus-per-worker must be non-negative, got {self.cpus_per_worker}"),
+            (self.augment_actors >= 0, f"--augment-actors must be non-negative, got {self.augment_actors}"),
+            (self.log_every >= 1, f"--log-every must be at least 1, got {self.log_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    @property
+    def per_worker_batch(self) -> int:
+        return self.batch_size // self.workers
+
+
+# What `make train` runs: the full AlexNet on the embedded digits, on a 2-core CPU, to
+# <= 10% top-1 error within 15 minutes. README.md ("The demo preset") says why each
+# value differs from the paper.
+PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "data": "data/digits",
+        "epochs": 10,
+        "workers": 1,
+        "batch_size": 64,
+        "lr": 0.01,
+        "bias_init": "caffe",
+        "lr_schedule": "step",
+        "lr_steps": (8,),
+        "experiment": "alexnet-digits",
+    },
+}

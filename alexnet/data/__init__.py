@@ -1,0 +1,1 @@
+"""Data: ImageNet's on-disk layouts, Parquet shards, augmentation, Ray Data pipelines."""

@@ -1,0 +1,95 @@
+"""The paper's augmentation (section 4.1), on uint8 arrays, for Ray Data actors.
+
+Cropping and flipping are array views, copied once into the output batch. The PCA
+colour jitter adds the same RGB offset to every pixel of an image, so it travels as a
+3-vector per image and is added on the training device during normalisation
+(`alexnet.data.device`); batches stay uint8 until they reach the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from alexnet.data.images import SHARD_SIZE, decode_jpeg
+
+CROP = 224
+PCA_STD = 0.1  # alpha_i ~ N(0, 0.1), section 4.1
+
+EvalCrop = Literal["center", "ten"]
+
+
+@dataclass(frozen=True)
+class PCAJitter:
+    """RGB offsets ``eigvec @ (alpha * eigval)`` in 0-255 units, one per image."""
+
+    eigval: np.ndarray  # (3,), covariance of RGB in [0, 1]
+    eigvec: np.ndarray  # (3, 3), columns are eigenvectors
+    std: float = PCA_STD
+
+    def offsets(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        alpha = rng.normal(0.0, self.std, size=(n, 3))
+        return (255.0 * (alpha * self.eigval) @ self.eigvec.T).astype(np.float32)
+
+
+def random_crop_flip(img: np.ndarray, rng: np.random.Generator, crop: int = CROP) -> np.ndarray:
+    """A view: random `crop` square, mirrored left-right with probability 0.5."""
+    h, w = img.shape[:2]
+    y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+    view = img[y:y + crop, x:x + crop]
+    return view[:, ::-1] if rng.random() < 0.5 else view
+
+
+def center_crop(img: np.ndarray, crop: int = CROP) -> np.ndarray:
+    h, w = img.shape[:2]
+    y, x = (h - crop) // 2, (w - crop) // 2
+    return img[y:y + crop, x:x + crop]
+
+
+def decode_into(out: np.ndarray, valid: np.ndarray, images: np.ndarray, place) -> None:
+    """Decode each JPEG and copy `place(decoded)` into `out[i]`.
+
+    A row that fails to decode stays zero and is marked invalid instead of raising: the
+    training loop leaves it out of the loss and counts it (metric ``bad_images``).
+    """
+    for i, data in enumerate(images):
+        try:
+            out[i] = place(decode_jpeg(data))
+        except Exception:  # noqa: BLE001 - corrupt rows are counted downstream
+            valid[i] = False
+
+
+class TrainAugment:
+    """Ray Data actor: decode, random 224 crop, random flip, PCA offset per image."""
+
+    def __init__(self, eigval: list[float], eigvec: list[list[float]], seed: int | None = None,
+                 pca_std: float = PCA_STD, crop: int = CROP) -> None:
+        self.jitter = PCAJitter(np.asarray(eigval, np.float64), np.asarray(eigvec, np.float64), pca_std)
+        self.rng = np.random.default_rng(seed)
+        self.crop = crop
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["image"])
+        out = np.zeros((n, self.crop, self.crop, 3), np.uint8)
+        valid = np.ones(n, bool)
+        decode_into(out, valid, batch["image"], lambda im: random_crop_flip(im, self.rng, self.crop))
+        return {"image": out, "label": batch["label"].astype(np.int64),
+                "offset": self.jitter.offsets(self.rng, n), "valid": valid}
+
+
+def eval_batch(batch: dict[str, np.ndarray], crop: EvalCrop = "center",
+               rank: int = 0, world: int = 1) -> dict[str, np.ndarray]:
+    """Validation rows of this rank (``index % world == rank``), so that across ranks
+    every image is evaluated exactly once. "center" sends the centre 224 crop; "ten"
+    sends the whole 256 image and the ten crops are cut on the device."""
+    mine = (batch["index"] % world) == rank
+    images, labels = batch["image"][mine], batch["label"][mine]
+    size = CROP if crop == "center" else SHARD_SIZE
+    out = np.zeros((len(images), size, size, 3), np.uint8)
+    valid = np.ones(len(images), bool)
+    place = center_crop if crop == "center" else (lambda im: im)
+    decode_into(out, valid, images, place)
+    return {"image": out, "label": labels.astype(np.int64), "valid": valid,
+            "index": batch["index"][mine]}

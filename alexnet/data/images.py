@@ -1,0 +1,38 @@
+"""Image codecs: Pillow for reading anything once, libjpeg-turbo (simplejpeg) after that."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+SHARD_SIZE = 256  # the paper's 256x256 images, which training crops to 224
+
+
+def load_as_rgb_square(data: bytes, size: int = SHARD_SIZE) -> np.ndarray:
+    """Decode any image Pillow reads, resize the shorter side to `size`, crop the centre.
+
+    Grayscale, CMYK, palette and PNG data (whatever its file name says) become RGB.
+    Raises on data that is not a decodable image; callers record the reason.
+    """
+    with Image.open(io.BytesIO(data)) as img:
+        img.draft("RGB", (size, size))  # JPEG: let libjpeg decode at a reduced scale
+        img = img.convert("RGB")
+        w, h = img.size
+        scale = size / min(w, h)
+        new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+        return np.asarray(img, dtype=np.uint8)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB")
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """Fastest decode the project has: libjpeg-turbo, fast DCT and upsampling."""
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True)

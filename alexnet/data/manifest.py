@@ -1,0 +1,109 @@
+"""What a prepared data directory holds, and the checks that it is whole.
+
+Layout of a prepared directory::
+
+    manifest.json      per-split counts, shard files, RGB mean and PCA statistics
+    classes.json       the wnids, index = label
+    skipped.csv        images that could not be decoded, with the reason
+    train/*.parquet    one row per image: image (JPEG bytes), label, wnid, path, index
+    val/*.parquet
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alexnet.errors import UserError
+
+MANIFEST, CLASSES, SKIPPED = "manifest.json", "classes.json", "skipped.csv"
+PREPARE_HINT = "run `python jobs/prepare_data.py --src <imagenet dir> --out <dir>` (or `make data`)"
+
+# Widely used ImageNet PCA constants (RGB in [0, 1]); the fallback when a training set
+# is too small or too uniform for its own covariance to be meaningful.
+IMAGENET_EIGVAL = [0.2175, 0.0188, 0.0045]
+IMAGENET_EIGVEC = [  # columns are eigenvectors
+    [-0.5675, 0.7192, 0.4009],
+    [-0.5808, -0.0045, -0.8140],
+    [-0.5836, -0.6948, 0.4203],
+]
+IMAGENET_MEAN = [127.3, 119.7, 104.9]
+
+
+@dataclass
+class SplitInfo:
+    images: int = 0
+    skipped: int = 0
+    shards: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Manifest:
+    num_classes: int
+    image_size: int
+    splits: dict[str, SplitInfo]
+    rgb_mean: list[float]  # 0-255
+    pca_eigval: list[float]  # RGB in [0, 1]
+    pca_eigvec: list[list[float]]  # columns are eigenvectors
+    pca_source: str  # "train" or "imagenet-constants"
+    source: str = ""
+
+    def shard_paths(self, root: str | Path, split: str) -> list[str]:
+        return [os.path.join(str(root), s) for s in self.splits[split].shards]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Manifest:
+        d = dict(d)
+        d["splits"] = {k: SplitInfo(**v) for k, v in d["splits"].items()}
+        return cls(**d)
+
+
+def pca_from_moments(mean01: np.ndarray, second_moment: np.ndarray) -> tuple[list, list]:
+    """Eigen-decomposition of the RGB covariance E[xx^T] - mu mu^T, largest first."""
+    cov = second_moment - np.outer(mean01, mean01)
+    eigval, eigvec = np.linalg.eigh(cov)
+    order = np.argsort(eigval)[::-1]
+    return np.clip(eigval[order], 0.0, None).tolist(), eigvec[:, order].tolist()
+
+
+def write_json_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load(data_dir: str | Path, splits: tuple[str, ...] = ("train", "val")) -> tuple[Manifest, list[str]]:
+    """Read and check a prepared directory; every failure names the path and the fix."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise UserError(f"--data {root}: directory not found; {PREPARE_HINT}")
+    if not (root / MANIFEST).is_file():
+        raise UserError(f"--data {root}: no {MANIFEST}, so it is not prepared; {PREPARE_HINT}")
+    try:
+        manifest = Manifest.from_dict(json.loads((root / MANIFEST).read_text()))
+        classes = json.loads((root / CLASSES).read_text())
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise UserError(f"--data {root}: unreadable {MANIFEST} or {CLASSES} ({e}); {PREPARE_HINT}") from e
+    if len(classes) != manifest.num_classes:
+        raise UserError(
+            f"{root / CLASSES} lists {len(classes)} classes but {MANIFEST} says "
+            f"{manifest.num_classes}; re-run prepare_data.py into an empty --out"
+        )
+    for split in splits:
+        info = manifest.splits.get(split)
+        if info is None or info.images == 0:
+            raise UserError(f"--data {root}: the {split} split is empty or missing; {PREPARE_HINT}")
+        missing = [s for s in info.shards if not (root / s).is_file()]
+        if missing:
+            raise UserError(
+                f"{root / MANIFEST} names {len(missing)} shard files that do not exist "
+                f"(first: {missing[0]}); re-run prepare_data.py on the same --out to rebuild them"
+            )
+    return manifest, classes

@@ -1,0 +1,78 @@
+"""Ray Data pipelines from the shards: augmentation actors for training, sharded
+decode tasks for evaluation. Batches stay uint8 until the training device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs
+import pyarrow.parquet as pq
+import ray
+from ray.data import ActorPoolStrategy, Dataset
+
+from alexnet.data.augment import EvalCrop, TrainAugment, eval_batch
+from alexnet.data.manifest import Manifest
+
+AUGMENT_BATCH = 64  # rows per actor call: large enough to amortise the call, small enough to stream
+
+
+@dataclass(frozen=True)
+class DataResources:
+    """How the input pipeline shares the cluster's CPUs with the training workers."""
+
+    augment_actors: int
+    augment_cpus: float
+    read_cpus: float
+
+
+def plan_resources(total_cpus: float, reserved_by_workers: float,
+                   augment_actors: int = 0, augment_cpus: float = 0.0) -> DataResources:
+    """On a small machine everything is fractional: read tasks, actors and eval tasks all
+    need some CPU, or the streaming executor waits forever for a slot."""
+    free = max(total_cpus - reserved_by_workers, 0.5)
+    small = total_cpus <= 8
+    cpus = augment_cpus or (0.25 if small else 1.0)
+    actors = augment_actors or max(1, int((free - 0.5) / cpus) if not small else 1)
+    return DataResources(augment_actors=actors, augment_cpus=cpus, read_cpus=0.25 if small else 1.0)
+
+
+def read_row_groups(batch: dict[str, np.ndarray], columns: list[str]) -> Iterator[pa.Table]:
+    """Stream shard files one row group at a time (local paths, NFS, s3://, gs://)."""
+    for path in batch["path"]:
+        fs, file_path = pyarrow.fs.FileSystem.from_uri(path) if "://" in path else (None, path)
+        with pq.ParquetFile(file_path, filesystem=fs) as pf:
+            for i in range(pf.num_row_groups):
+                yield pf.read_row_group(i, columns=columns)
+
+
+def read_shards(paths: list[str], columns: list[str], res: DataResources, shuffle: bool) -> Dataset:
+    """The manifest already lists the shards, so no listing step is needed. (Ray Data's
+    ``read_parquet`` lists files in a task that always takes a whole CPU, which a small
+    machine running training workers cannot spare, and the pipeline would hang.)"""
+    ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
+    if shuffle:
+        ds = ds.randomize_block_order()
+    return ds.map_batches(read_row_groups, fn_kwargs={"columns": columns}, batch_size=1,
+                          batch_format="numpy", num_cpus=res.read_cpus)
+
+
+def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int | None = None) -> Dataset:
+    ds = read_shards(manifest.shard_paths(root, "train"), ["image", "label"], res, shuffle=True)
+    return ds.map_batches(
+        TrainAugment,
+        fn_constructor_kwargs={"eigval": manifest.pca_eigval, "eigvec": manifest.pca_eigvec, "seed": seed},
+        compute=ActorPoolStrategy(size=res.augment_actors),
+        num_cpus=res.augment_cpus,
+        batch_size=AUGMENT_BATCH,
+    )
+
+
+def eval_dataset(root: str, manifest: Manifest, res: DataResources, crop: EvalCrop = "center",
+                 rank: int = 0, world: int = 1, split: str = "val") -> Dataset:
+    """This rank's share of a split: rows with ``index % world == rank``."""
+    ds = read_shards(manifest.shard_paths(root, split), ["image", "label", "index"], res, shuffle=False)
+    return ds.map_batches(eval_batch, fn_kwargs={"crop": crop, "rank": rank, "world": world},
+                          num_cpus=res.read_cpus, batch_size=AUGMENT_BATCH)

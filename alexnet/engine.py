@@ -1,0 +1,97 @@
+"""One epoch of training and one pass of evaluation: plain PyTorch over an iterable of
+batches (dicts of tensors from the Ray Data pipeline), testable without Ray."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet.data.device import ten_crops, to_input
+from alexnet.metrics import topk_correct
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class EpochStats:
+    loss_sum: float = 0.0  # summed over valid images
+    images: int = 0  # valid images trained on
+    bad_images: int = 0  # rows that failed to decode, left out of the loss
+    wait_s: float = 0.0  # time spent waiting for the next batch
+    total_s: float = 0.0
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA (no loss scaling needed); nothing on CPU."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_one_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
+    device: torch.device, mean: torch.Tensor, *, amp: bool = False,
+    channels_last: bool = False, on_step: Callable[[int, EpochStats], None] | None = None,
+) -> EpochStats:
+    model.train()
+    stats = EpochStats()
+    start = tick = time.perf_counter()
+    for step, batch in enumerate(batches):
+        stats.wait_s += time.perf_counter() - tick
+        x = to_input(batch["image"].to(device, non_blocking=True), mean,
+                     batch["offset"].to(device, non_blocking=True))
+        x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        y = batch["label"].to(device, non_blocking=True)
+        valid = batch["valid"].to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = model(x)
+        per_image = F.cross_entropy(logits.float(), y, reduction="none") * valid
+        n_valid = int(valid.sum())
+        loss = per_image.sum() / max(n_valid, 1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # every rank steps, even on an all-invalid batch, to keep DDP in step
+        optimizer.step()
+        stats.loss_sum += float(per_image.sum().detach())
+        stats.images += n_valid
+        stats.bad_images += len(valid) - n_valid
+        if on_step is not None:
+            on_step(step, stats)
+        tick = time.perf_counter()
+    stats.total_s = time.perf_counter() - start
+    return stats
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batch: Batch, device: torch.device, mean: torch.Tensor,
+            *, amp: bool = False, channels_last: bool = False) -> torch.Tensor:
+    """Softmax probabilities; 256x256 images are scored as ten 224 crops, averaged."""
+    x = to_input(batch["image"].to(device, non_blocking=True), mean)
+    n, crops = x.shape[0], 1
+    if x.shape[-1] != 224:
+        x, crops = ten_crops(x), 10
+    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    with autocast(device, amp):
+        logits = model(x)
+    return logits.float().softmax(1).view(n, crops, -1).mean(1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device,
+             mean: torch.Tensor, *, amp: bool = False, channels_last: bool = False) -> torch.Tensor:
+    """Counts [top-1 correct, top-5 correct, images, undecodable] over this rank's rows.
+    Undecodable images count as errors: the denominator is the whole validation set."""
+    model.eval()
+    counts = torch.zeros(4, dtype=torch.float64)
+    for batch in batches:
+        probs = predict(model, batch, device, mean, amp=amp, channels_last=channels_last)
+        valid = batch["valid"].to(device)
+        counts[:2] += topk_correct(probs, batch["label"].to(device), mask=valid).cpu()
+        counts[2] += len(valid)
+        counts[3] += float((~valid).sum())
+    return counts

@@ -1,0 +1,105 @@
+"""MLflow: where runs go, and the few calls the jobs make.
+
+The tracking URI is ``MLFLOW_TRACKING_URI`` when set, else a SQLite store inside the
+project (``mlruns.db``, artifacts under ``mlruns/``). The project directory is found
+from the editable install, so a job submitted with ``ray job submit --working-dir .``
+(which runs in a temporary copy) still writes to the same store as a local run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from alexnet.errors import UserError
+
+RUN_NAME_TAG = "alexnet.run_name"
+
+
+def project_root() -> Path:
+    try:
+        info = json.loads(metadata.distribution("alexnet-ray").read_text("direct_url.json") or "{}")
+        if info.get("dir_info", {}).get("editable") and info["url"].startswith("file://"):
+            return Path(info["url"][len("file://"):])
+    except metadata.PackageNotFoundError:
+        pass
+    return Path.cwd()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlruns.db'}"
+
+
+def is_default_store(uri: str) -> bool:
+    return uri == f"sqlite:///{project_root() / 'mlruns.db'}"
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail before training, not hours later, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(
+            f"MLFLOW_TRACKING_URI={uri} does not answer ({reason}); start the server, "
+            "fix the URI, or unset it to use the project's local store"
+        ) from e
+
+
+def client() -> MlflowClient:
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def experiment_id(c: MlflowClient, name: str) -> str:
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if is_default_store(c.tracking_uri):
+        location = (project_root() / "mlruns" / name).as_uri()
+    return c.create_experiment(name, artifact_location=location)
+
+
+def find_run(c: MlflowClient, exp_id: str, run_name: str) -> str | None:
+    runs = c.search_runs([exp_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",
+                         max_results=1, order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+def start_or_resume_run(c: MlflowClient, exp_id: str, run_name: str,
+                        params: dict, tags: dict | None = None) -> tuple[str, bool]:
+    """The run named `run_name` (resumed, status back to RUNNING) or a new one."""
+    run_id = find_run(c, exp_id, run_name)
+    if run_id is not None:
+        c.update_run(run_id, status="RUNNING")
+        return run_id, True
+    run = c.create_run(exp_id, run_name=run_name, tags={RUN_NAME_TAG: run_name, **(tags or {})})
+    c.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    return run.info.run_id, False
+
+
+def logged_steps(c: MlflowClient, run_id: str, key: str) -> set[int]:
+    return {m.step for m in c.get_metric_history(run_id, key)}
+
+
+def log_epoch(c: MlflowClient, run_id: str, epoch: int, metrics: dict[str, float]) -> bool:
+    """Log one epoch's metrics at step=epoch unless they are there already (a resumed
+    run replays the epoch of its checkpoint): each step is logged exactly once."""
+    if epoch in logged_steps(c, run_id, "val_top1_err"):
+        return False
+    now = int(time.time() * 1000)
+    c.log_batch(run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+    return True

@@ -1,0 +1,137 @@
+"""The driver side of a training run: check inputs, open the MLflow run, size the
+workers and the input pipeline for the cluster, fit a TorchTrainer, record the result."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import torch
+from ray.train.torch import TorchTrainer
+
+from alexnet import tracking
+from alexnet.config import TrainConfig
+from alexnet.data import manifest as mf
+from alexnet.data.pipeline import DataResources, plan_resources, train_dataset
+from alexnet.errors import UserError
+from alexnet.plots import training_curves
+from alexnet.worker import CHECKPOINT_FILE, train_func_per_worker
+
+
+@dataclass
+class TrainOutcome:
+    run_id: str
+    run_name: str
+    metrics: dict[str, float]  # the last epoch's
+    checkpoint_dir: str | None
+
+
+def resolve_path(path: str) -> Path:
+    """Relative paths are taken from the current directory or, failing that, from the
+    project: a job submitted with --working-dir runs in a temporary copy of the project."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists() or "://" in path:
+        return p.resolve() if "://" not in path else p
+    return tracking.project_root() / p
+
+
+def storage_uri(storage: str) -> str:
+    return storage if "://" in storage else str(resolve_path(storage))
+
+
+@dataclass(frozen=True)
+class Placement:
+    use_gpu: bool
+    cpus_per_worker: float
+    data: DataResources
+
+
+def plan_placement(cfg: TrainConfig, cluster: dict[str, float]) -> Placement:
+    """Decide devices and CPU shares, or refuse what the cluster can never place."""
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    use_gpu = cfg.device == "cuda" or (cfg.device == "auto" and gpus >= 1)
+    if use_gpu and gpus < cfg.workers:
+        raise UserError(f"--workers {cfg.workers} needs {cfg.workers} GPUs but the cluster has "
+                        f"{gpus:g}; lower --workers or pass --device cpu")
+    per_worker = cfg.cpus_per_worker or (1.0 if use_gpu else min(1.0, 0.5 * cpus / cfg.workers))
+    if per_worker * cfg.workers > cpus - 0.25:
+        raise UserError(f"--workers {cfg.workers} x --cpus-per-worker {per_worker:g} needs more than "
+                        f"the cluster's {cpus:g} CPUs (with some left for the input pipeline); "
+                        "lower --workers or --cpus-per-worker")
+    data = plan_resources(cpus, per_worker * cfg.workers, cfg.augment_actors, cfg.augment_cpus)
+    return Placement(use_gpu, per_worker, data)
+
+
+def preflight(cfg: TrainConfig) -> tuple[Path, mf.Manifest]:
+    """The checks that need no cluster, run before Ray starts: the data and the tracking
+    server. Each failure is a UserError naming the path or URI and the fix."""
+    data_root = resolve_path(cfg.data)
+    manifest, _ = mf.load(data_root)
+    tracking.check_reachable(tracking.tracking_uri())
+    return data_root, manifest
+
+
+def fit(cfg: TrainConfig) -> TrainOutcome:
+    """Train per `cfg` on the connected Ray cluster; resumes a run of the same name."""
+    data_root, manifest = preflight(cfg)
+    uri = tracking.tracking_uri()
+    client = tracking.client()
+    exp_id = tracking.experiment_id(client, cfg.experiment)
+    name = cfg.name or f"alexnet-{time.strftime('%Y%m%d-%H%M%S')}"
+    params = {**asdict(cfg), "name": name, "num_classes": manifest.num_classes,
+              "train_images": manifest.splits["train"].images, "val_images": manifest.splits["val"].images}
+    placement = plan_placement(cfg, ray.cluster_resources())
+    run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params)
+    print(f"[train] MLflow run {run_id} ({'resumed' if resumed else 'new'}) '{name}' in "
+          f"experiment '{cfg.experiment}' at {uri}", flush=True)
+    print(f"[train] {cfg.workers} worker(s) on {'GPU' if placement.use_gpu else 'CPU'}, "
+          f"{placement.cpus_per_worker:g} CPU each; {placement.data.augment_actors} augmentation "
+          f"actor(s) of {placement.data.augment_cpus:g} CPU", flush=True)
+
+    trainer = TorchTrainer(
+        train_func_per_worker,
+        train_loop_config={
+            "train": asdict(cfg), "manifest": asdict(manifest), "data_root": str(data_root),
+            "tracking_uri": uri, "run_id": run_id, "data_resources": asdict(placement.data),
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.workers, use_gpu=placement.use_gpu,
+            resources_per_worker={"CPU": placement.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=storage_uri(cfg.storage),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+        datasets={"train": train_dataset(str(data_root), manifest, placement.data, seed=None)},
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+    try:
+        result = trainer.fit()
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    outcome = record_result(client, run_id, name, result, data_root)
+    client.set_terminated(run_id, "FINISHED")
+    return outcome
+
+
+def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,
+                  data_root: Path) -> TrainOutcome:
+    """Artifacts: the final checkpoint, the class list, the training curves."""
+    client.log_artifact(run_id, str(data_root / mf.CLASSES))
+    checkpoint_dir = None
+    if result.checkpoint is not None:
+        with result.checkpoint.as_directory() as d:
+            state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+            client.log_artifacts(run_id, d, "checkpoint")
+        checkpoint_dir = result.checkpoint.path
+        with tempfile.TemporaryDirectory() as tmp:
+            png = training_curves(state["history"], Path(tmp) / "training_curves.png", title=name)
+            client.log_artifact(run_id, str(png))
+    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    return TrainOutcome(run_id, name, metrics, checkpoint_dir)

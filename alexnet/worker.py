@@ -1,0 +1,182 @@
+"""The seam between Ray Train and plain PyTorch: what every training worker runs.
+
+Everything here but the Ray calls (rank, dataset shard, checkpoint, report) is ordinary
+PyTorch from `alexnet.engine`. Rank 0 writes the checkpoint and logs to MLflow; every
+rank calls `ray.train.report` once per epoch, after the counts are summed over ranks.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from mlflow.tracking import MlflowClient
+
+from alexnet import tracking
+from alexnet.config import TrainConfig
+from alexnet.data import manifest as mf
+from alexnet.data.pipeline import DataResources, eval_dataset
+from alexnet.engine import EpochStats, evaluate, train_one_epoch
+from alexnet.metrics import error_percent
+from alexnet.model import AlexNet
+from alexnet.schedule import LRSchedule
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> AlexNet:
+    return AlexNet(num_classes, grouped=cfg.grouped, lrn=cfg.lrn, bias_init=cfg.bias_init,
+                   dropout=cfg.dropout)
+
+
+def model_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild the network without the training config."""
+    return {"num_classes": num_classes, "grouped": cfg.grouped, "lrn": cfg.lrn,
+            "bias_init": cfg.bias_init, "dropout": cfg.dropout}
+
+
+def save_checkpoint(directory: str, state: dict[str, Any]) -> None:
+    """Write then rename, so a crash mid-write never leaves a torn checkpoint.pt."""
+    path = os.path.join(directory, CHECKPOINT_FILE)
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(checkpoint: ray.train.Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def epoch_metrics(train: EpochStats, counts: torch.Tensor, lr: float, epoch_s: float,
+                  device: torch.device) -> dict[str, float]:
+    loss_sum, images, bad, wait_s, total_s, c1, c5, n_val, bad_val = all_reduce_sum(
+        [train.loss_sum, train.images, train.bad_images, train.wait_s, train.total_s,
+         *counts.tolist()], device)
+    return {
+        "train_loss": loss_sum / max(images, 1),
+        "val_top1_err": error_percent(c1, n_val),
+        "val_top5_err": error_percent(c5, n_val),
+        "lr": lr,
+        "images_per_sec": (images + bad) / max(epoch_s, 1e-9),
+        "input_stall_frac": wait_s / max(total_s, 1e-9),
+        "bad_images": bad + bad_val,
+        "val_images": n_val,
+    }
+
+
+@dataclass
+class StepPrinter:
+    """Rank 0's progress line every `every` steps (throughput estimated for all ranks)."""
+
+    label: str
+    steps: int
+    every: int
+    lr: float
+    world: int
+    started: float
+
+    def __call__(self, step: int, s: EpochStats) -> None:
+        if (step + 1) % self.every == 0:
+            rate = self.world * (s.images + s.bad_images) / (time.perf_counter() - self.started)
+            print(f"[train] {self.label} step {step + 1}/{self.steps} loss {s.loss_sum / max(s.images, 1):.4f} "
+                  f"lr {self.lr:.2e} {rate:.1f} img/s", flush=True)
+
+
+def train_func_per_worker(config: dict[str, Any]) -> None:
+    cfg = TrainConfig(**config["train"])
+    manifest = mf.Manifest.from_dict(config["manifest"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    on_gpu = device.type == "cuda"
+    # Workers on one node share its cores; Ray's OMP_NUM_THREADS=1 for fractional CPUs
+    # would leave a CPU-only run on one core.
+    threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // ctx.get_local_world_size())
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)
+
+    model = build_model(cfg, manifest.num_classes)
+    schedule = LRSchedule(cfg.lr, cfg.lr_schedule, cfg.lr_patience, cfg.lr_steps, cfg.warmup_epochs)
+    state = load_checkpoint(ray.train.get_checkpoint())
+    if state is not None:
+        model.load_state_dict(state["model"])
+    if on_gpu and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model = ray.train.torch.prepare_model(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    start_epoch, history = 0, []
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start_epoch, history = state["epoch"], state["history"]
+
+    mlflow_client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
+    if mlflow_client is not None and history:  # a restart may have died before logging
+        tracking.log_epoch(mlflow_client, config["run_id"], len(history) - 1, history[-1])
+
+    mean = torch.tensor(manifest.rgb_mean, dtype=torch.float32, device=device)
+    val = eval_dataset(config["data_root"], manifest, DataResources(**config["data_resources"]),
+                       cfg.eval_crop, rank, world)
+    train_shard = ray.train.get_dataset_shard("train")
+    steps_per_epoch = manifest.splits["train"].images // cfg.batch_size
+
+    for epoch in range(start_epoch, cfg.epochs):
+        lr = schedule.lr(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        started = time.perf_counter()
+        progress = StepPrinter(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch, cfg.log_every, lr, world,
+                               started) if rank == 0 else None
+        batches = train_shard.iter_torch_batches(
+            batch_size=cfg.per_worker_batch, drop_last=True, device=device, prefetch_batches=2,
+            local_shuffle_buffer_size=4 * cfg.per_worker_batch)
+        stats = train_one_epoch(model, optimizer, batches, device, mean, amp=cfg.amp and on_gpu,
+                                channels_last=cfg.channels_last and on_gpu, on_step=progress)
+        epoch_s = time.perf_counter() - started
+        counts = evaluate(model.module if hasattr(model, "module") else model,
+                          val.iter_torch_batches(batch_size=2 * cfg.per_worker_batch, device=device),
+                          device, mean, amp=cfg.amp and on_gpu, channels_last=cfg.channels_last and on_gpu)
+        metrics = epoch_metrics(stats, counts, lr, epoch_s, device)
+        schedule.observe(metrics["val_top1_err"])
+        history.append(metrics)
+        if rank == 0:
+            print(f"[train] epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f} "
+                  f"val top-1 {metrics['val_top1_err']:.2f}% top-5 {metrics['val_top5_err']:.2f}% "
+                  f"{metrics['images_per_sec']:.1f} img/s, input stall {metrics['input_stall_frac']:.0%}",
+                  flush=True)
+        report(model, optimizer, schedule, epoch, history, metrics, cfg, manifest.num_classes, rank)
+        if mlflow_client is not None:  # after the checkpoint is safe: no epoch is logged twice
+            tracking.log_epoch(mlflow_client, config["run_id"], epoch, metrics)
+
+
+def report(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+           epoch: int, history: list[dict], metrics: dict[str, float], cfg: TrainConfig,
+           num_classes: int, rank: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            net = model.module if hasattr(model, "module") else model
+            save_checkpoint(tmp, {
+                "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "epoch": epoch + 1, "history": history,
+                "config": asdict(cfg), "model_args": model_args(cfg, num_classes),
+            })
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report({**metrics, "epoch": epoch + 1}, checkpoint=checkpoint)

@@ -1,0 +1,68 @@
+"""Prepare ImageNet (or any tree in its layout) as Parquet shards of 256x256 JPEGs.
+
+    python jobs/prepare_data.py --src /data/imagenet --out /data/imagenet-shards
+    python jobs/prepare_data.py --digits --out data/digits    # the embedded default
+
+Reruns on the same --out resume: finished chunks are kept, the rest are rebuilt.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+
+from alexnet import cli
+from alexnet.data.digits import export_digits
+from alexnet.data.prepare import prepare
+from alexnet.errors import UserError
+
+
+@dataclass
+class PrepareConfig:
+    out: str = field(default="data/digits", metadata={"help": "output directory for the shards"})
+    src: str = field(default="", metadata={"help": "source tree: train/<wnid>/*.JPEG and val/..."})
+    digits: bool = field(default=False, metadata={
+        "help": "prepare the embedded default (scikit-learn digits) instead of --src"})
+    val_labels: str = field(default="", metadata={
+        "help": "labels for a flat val/ folder: ILSVRC2012_validation_ground_truth.txt "
+                "or a CSV with ImageId,PredictionString"})
+    val_synsets: str = field(default="", metadata={
+        "help": "with a ground-truth .txt: the devkit's meta.mat or wnids in ILSVRC2012_ID order"})
+    chunk_size: int = field(default=10_000, metadata={"help": "files per resumable chunk"})
+    quality: int = field(default=90, metadata={"help": "JPEG quality of the shards"})
+
+    def __post_init__(self) -> None:
+        if not self.digits and not self.src:
+            raise UserError("pass --src DIR (an ImageNet-style tree) or --digits")
+        if self.digits and self.src:
+            raise UserError("--src and --digits exclude each other; pass one")
+        if self.chunk_size < 1:
+            raise UserError(f"--chunk-size must be positive, got {self.chunk_size}")
+        if not 1 <= self.quality <= 100:
+            raise UserError(f"--quality must be within 1..100, got {self.quality}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = cli.parse(PrepareConfig, __doc__, argv)
+    print(f"[prepare] config:\n{cli.describe(cfg)}", flush=True)
+    ray.init(log_to_driver=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(cfg.src)
+        if cfg.digits:
+            src = Path(tmp) / "digits"
+            counts = export_digits(src)
+            print(f"[prepare] wrote scikit-learn digits in ImageNet layout: {counts}", flush=True)
+        prepare(src, cfg.out, val_labels=cfg.val_labels or None,
+                val_synsets=cfg.val_synsets or None, chunk_size=cfg.chunk_size, quality=cfg.quality)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,70 @@
+"""Shared fixtures: one local Ray for the whole session, small real data, and an MLflow
+store of the session's own, so tests never touch the project's mlruns.db."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from alexnet.data.digits import wnid
+from alexnet.data.prepare import prepare
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlruns.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return uri
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Ray start-up costs seconds: every test that needs Ray shares this one."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True,
+                 runtime_env={"env_vars": {"MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}})
+    yield
+    ray.shutdown()
+
+
+def write_digit_tree(root: Path, classes: int, per_class: dict[str, int]) -> Path:
+    """A slice of the real digits scans in ImageNet's class-folder layout."""
+    digits = load_digits()
+    for split, n in per_class.items():
+        for c in range(classes):
+            folder = root / split / wnid(c)
+            folder.mkdir(parents=True, exist_ok=True)
+            picks = np.flatnonzero(digits.target == c)
+            picks = picks[:n] if split == "train" else picks[-n:]
+            for i in picks:
+                ink = (255 - digits.images[i] * 16).astype(np.uint8)
+                Image.fromarray(ink, "L").resize((32, 32)).save(folder / f"d{i:05d}.JPEG")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_digit_tree(tmp_path_factory.mktemp("src"), classes=3,
+                            per_class={"train": 12, "val": 5})
+
+
+@pytest.fixture(scope="session")
+def tiny_data(ray_session, tiny_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("shards")
+    prepare(tiny_src, out)
+    return out
+
+
+@pytest.fixture
+def data_copy(tiny_data: Path, tmp_path: Path) -> Path:
+    """A copy a test may damage."""
+    dst = tmp_path / "data"
+    shutil.copytree(tiny_data, dst)
+    return dst

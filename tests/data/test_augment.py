@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from alexnet.data.augment import CROP, PCAJitter, TrainAugment, eval_batch, random_crop_flip
+from alexnet.data.images import encode_jpeg
+from alexnet.data.manifest import IMAGENET_EIGVAL, IMAGENET_EIGVEC
+
+
+def coordinate_image() -> np.ndarray:
+    """Each pixel encodes its own (row, col), so a crop reveals where it came from."""
+    y, x = np.mgrid[0:256, 0:256]
+    return np.stack([y, x, np.zeros_like(y)], -1).astype(np.uint8)
+
+
+def test_random_crop_stays_inside_the_image_and_flips_about_half_the_time() -> None:
+    img, rng = coordinate_image(), np.random.default_rng(0)
+    flips, origins = 0, set()
+    for _ in range(400):
+        crop = random_crop_flip(img, rng)
+        assert crop.shape == (CROP, CROP, 3)
+        rows, cols = crop[:, :, 0].astype(int), crop[:, :, 1].astype(int)
+        assert (np.diff(rows, axis=0) == 1).all()  # a contiguous window, never resampled
+        flipped = cols[0, 0] > cols[0, -1]
+        flips += flipped
+        top, left = rows[0, 0], cols[0, -1] if flipped else cols[0, 0]
+        assert 0 <= top <= 256 - CROP and 0 <= left <= 256 - CROP
+        assert (np.abs(np.diff(cols, axis=1)) == 1).all()
+        origins.add((top, left))
+    assert 150 < flips < 250
+    assert len(origins) > 300  # positions are spread over the 33x33 possible ones
+
+
+def test_pca_jitter_has_the_papers_distribution() -> None:
+    eigval, eigvec = np.array(IMAGENET_EIGVAL), np.array(IMAGENET_EIGVEC)
+    offsets = PCAJitter(eigval, eigvec).offsets(np.random.default_rng(0), 200_000).astype(np.float64)
+    # offset = eigvec @ (alpha * eigval), alpha ~ N(0, 0.1): covariance eigvec diag((0.1 l)^2) eigvec^T
+    expected = 255.0**2 * eigvec @ np.diag((0.1 * eigval) ** 2) @ eigvec.T
+    assert np.abs(offsets.mean(0)).max() < 0.05
+    assert np.allclose(np.cov(offsets.T), expected, rtol=0.03, atol=1e-3)
+    # in the eigenbasis each coordinate is an independent alpha_i * lambda_i
+    coords = offsets @ eigvec / 255.0
+    assert np.allclose(coords.std(0), 0.1 * eigval, rtol=0.02)
+
+
+def test_train_augment_batch_is_uint8_and_counts_undecodable_rows() -> None:
+    good = encode_jpeg(coordinate_image())
+    aug = TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=0)
+    out = aug({"image": np.array([good, b"not a jpeg", good[: len(good) // 3]], dtype=object),
+               "label": np.array([3, 4, 5])})
+    assert out["image"].dtype == np.uint8 and out["image"].shape == (3, CROP, CROP, 3)
+    assert out["offset"].shape == (3, 3)
+    assert out["valid"].tolist() == [True, False, False]
+    assert not out["image"][1].any()
+
+
+def test_augmentation_differs_per_presentation() -> None:
+    batch = {"image": np.array([encode_jpeg(coordinate_image())] * 8, dtype=object), "label": np.zeros(8)}
+    aug = TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=1)
+    a, b = aug(batch), aug(batch)
+    assert not np.array_equal(a["offset"], b["offset"])
+    assert not np.array_equal(a["image"], b["image"])
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_eval_shards_cover_every_image_exactly_once(world: int) -> None:
+    batch = {"image": np.array([encode_jpeg(coordinate_image())] * 7, dtype=object),
+             "label": np.arange(7), "index": np.arange(10, 17)}
+    seen = np.concatenate([eval_batch(batch, "center", r, world)["index"] for r in range(world)])
+    assert sorted(seen.tolist()) == list(range(10, 17))
+
+
+def test_eval_center_crop_and_ten_crop_input() -> None:
+    batch = {"image": np.array([encode_jpeg(coordinate_image())], dtype=object),
+             "label": np.array([0]), "index": np.array([0])}
+    center = eval_batch(batch, "center")["image"][0]
+    assert center.shape == (CROP, CROP, 3)
+    assert abs(int(center[0, 0, 0]) - 16) <= 2 and abs(int(center[0, 0, 1]) - 16) <= 2  # JPEG rounding
+    assert eval_batch(batch, "ten")["image"].shape == (1, 256, 256, 3)
