@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/digits
 
-.PHONY: install data train test lint clean help
+.PHONY: install data train test lint clean help cluster-up submit cluster-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,25 @@ train: data  ## train the full AlexNet on the embedded default, on the local CPU
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q
+
+# A local Ray head, and jobs submitted to it as on a real cluster. Ray 2.60 turns on token
+# authentication whenever ~/.ray/auth_token exists (any local ray.init() writes one), and
+# the `ray` CLI sends the token only when RAY_AUTH_MODE=token is set in its own environment:
+# a plain `ray job submit` is then refused. Both sides get the setting here.
+RAY      := RAY_AUTH_MODE=token $(VENV)/bin/ray
+DASH     := http://127.0.0.1:8265
+ARGS     ?= --epochs 1 --workers 2
+
+cluster-up: $(STAMP)  ## start a local Ray head (token auth on) from the venv, so jobs run its python
+	$(VENV)/bin/ray get-auth-token --generate > /dev/null
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(RAY) start --head --dashboard-host 127.0.0.1 --disable-usage-stats
+
+submit: data  ## submit jobs/train.py to the local head and follow its logs (ARGS="..." adds flags)
+	$(RAY) job submit --address $(DASH) --working-dir . -- \
+		python jobs/train.py --data $(abspath $(DATA)) $(ARGS)
+
+cluster-down:  ## stop the local Ray head
+	$(VENV)/bin/ray stop
 
 lint: $(STAMP)  ## ruff
 	$(VENV)/bin/ruff check alexnet jobs tests

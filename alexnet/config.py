@@ -82,13 +82,13 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "digits": {
         "data": "data/digits",
-        "epochs": 10,
+        "epochs": 8,
         "workers": 1,
         "batch_size": 64,
         "lr": 0.01,
         "bias_init": "caffe",
         "lr_schedule": "step",
-        "lr_steps": (8,),
+        "lr_steps": (6,),
         "experiment": "alexnet-digits",
     },
 }

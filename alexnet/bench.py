@@ -1,0 +1,171 @@
+"""Throughput measurements, each against its own ceiling or baseline in the same run.
+
+decode  : libjpeg-turbo decode of the shards' JPEGs on one core (the ceiling)
+augment : the project's augmentation on one core, in-process (decode, crop, flip, PCA)
+pipeline: the Ray Data pipeline (shard reads, augmentation actors, iter_torch_batches)
+baseline: a torch DataLoader with torchvision transforms, per worker process
+model   : training steps of our AlexNet (grouped, ungrouped) and torchvision's alexnet
+
+Throughput is steady state: each figure is measured after a warm-up, and the pipeline's
+start-up (time to first batch) is reported on its own.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+import ray
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from alexnet.data import manifest as mf
+from alexnet.data.augment import CROP, TrainAugment
+from alexnet.data.images import decode_jpeg
+from alexnet.data.pipeline import DataResources, train_dataset
+from alexnet.model import AlexNet
+
+
+def load_jpegs(root: str, manifest: mf.Manifest, limit: int) -> list[bytes]:
+    table = pq.read_table(manifest.shard_paths(root, "train"), columns=["image"])
+    return table.column("image").to_pylist()[:limit]
+
+
+def rate(fn: Callable[[], int], min_seconds: float) -> float:
+    """Items per second of `fn` (which returns how many it did), repeated for at least
+    `min_seconds` after one warm-up call."""
+    fn()
+    done, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < min_seconds:
+        done += fn()
+    return done / elapsed
+
+
+def decode_per_core(jpegs: list[bytes], min_seconds: float) -> float:
+    def run() -> int:
+        for data in jpegs:
+            decode_jpeg(data)
+        return len(jpegs)
+    torch.set_num_threads(1)
+    return rate(run, min_seconds)
+
+
+def augment_per_core(jpegs: list[bytes], manifest: mf.Manifest, min_seconds: float) -> float:
+    aug = TrainAugment(manifest.pca_eigval, manifest.pca_eigvec, seed=0)
+    batches = [np.array(jpegs[i:i + 64], dtype=object) for i in range(0, len(jpegs), 64)]
+    labels = [np.zeros(len(b), np.int64) for b in batches]
+
+    def run() -> int:
+        for b, y in zip(batches, labels, strict=True):
+            aug({"image": b, "label": y})
+        return len(jpegs)
+    return rate(run, min_seconds)
+
+
+class BytesDataset(torch.utils.data.Dataset):
+    """What most users write: PIL decode and torchvision transforms per image."""
+
+    def __init__(self, jpegs: list[bytes], manifest: mf.Manifest) -> None:
+        from torchvision import transforms
+
+        self.jpegs = jpegs
+        eigval = torch.tensor(manifest.pca_eigval, dtype=torch.float32)
+        eigvec = torch.tensor(manifest.pca_eigvec, dtype=torch.float32)
+
+        def lighting(x: torch.Tensor) -> torch.Tensor:  # AlexNet-style PCA lighting
+            alpha = torch.randn(3) * 0.1
+            return x + (eigvec @ (alpha * eigval)).view(3, 1, 1)
+
+        self.transform = transforms.Compose([
+            transforms.RandomCrop(CROP), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+            transforms.Lambda(lighting),
+            transforms.Normalize([m / 255 for m in manifest.rgb_mean], [0.229, 0.224, 0.225]),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.jpegs)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.transform(Image.open(io.BytesIO(self.jpegs[i])).convert("RGB"))
+
+
+def baseline_per_worker(jpegs: list[bytes], manifest: mf.Manifest, min_seconds: float) -> float:
+    """A DataLoader with num_workers=0 measures what one worker process delivers."""
+    torch.set_num_threads(1)
+    loader = torch.utils.data.DataLoader(BytesDataset(jpegs, manifest), batch_size=64, num_workers=0)
+
+    def run() -> int:
+        return sum(len(b) for b in loader)
+    return rate(run, min_seconds)
+
+
+@dataclass
+class PipelineResult:
+    img_per_sec: float
+    first_batch_s: float
+    images: int
+    cpus: float
+
+
+def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, epochs: int,
+                        batch_size: int = 128) -> PipelineResult:
+    """The Ray Data pipeline on a local Ray limited to `cpus` CPUs: all of them go to the
+    input pipeline (one augmentation actor per CPU, a quarter CPU for the reads)."""
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        res = DataResources(augment_actors=cpus, augment_cpus=max(0.75, (cpus - 0.25) / cpus),
+                            read_cpus=0.25)
+        ds = train_dataset(root, manifest, res, seed=0)
+        start = time.perf_counter()
+        first_batch_s, images, steady_start = 0.0, 0, 0.0
+        for epoch in range(epochs):
+            for batch in ds.iter_torch_batches(batch_size=batch_size, prefetch_batches=4):
+                if not first_batch_s:
+                    first_batch_s = time.perf_counter() - start
+                if epoch > 0:  # the first epoch warms up actors and caches
+                    images += int(batch["image"].shape[0])
+                else:
+                    steady_start = time.perf_counter()
+                batch["image"][:, 0, 0, 0].sum()  # touch the batch
+        return PipelineResult(images / (time.perf_counter() - steady_start), first_batch_s, images, cpus)
+    finally:
+        ray.shutdown()
+
+
+def training_step_rate(model: torch.nn.Module, device: torch.device, batch: int, steps: int,
+                       amp: bool, channels_last: bool, num_classes: int) -> float:
+    """Images/sec of SGD steps on one fixed batch (2 warm-up steps, then `steps` timed)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device).to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(batch, 3, CROP, CROP, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (batch,), device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    start = 0.0
+    for i in range(steps + 2):
+        if i == 2:
+            sync()
+            start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def model_step_throughput(device: torch.device, batch: int, steps: int, amp: bool,
+                          channels_last: bool, num_classes: int = 1000) -> dict[str, float]:
+    """Our AlexNet, grouped and ungrouped, and torchvision's, on the same device and batch."""
+    from torchvision.models import alexnet as torchvision_alexnet
+
+    models = {"grouped": lambda: AlexNet(num_classes), "ungrouped": lambda: AlexNet(num_classes, grouped=False),
+              "torchvision": lambda: torchvision_alexnet(num_classes=num_classes)}
+    return {name: training_step_rate(build(), device, batch, steps, amp, channels_last, num_classes)
+            for name, build in models.items()}

@@ -1,0 +1,108 @@
+"""Measure the input pipeline and the model against their limits, in one run.
+
+    python jobs/bench.py --json bench.json                # the embedded default's shards
+    python jobs/bench.py --data /data/imagenet-shards --scaling
+
+Prints a table with the ratios augment/decode, pipeline/(augment x CPUs) and
+augment/baseline, and writes every figure to the JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from alexnet import bench, cli
+from alexnet.data import manifest as mf
+from alexnet.errors import UserError
+from alexnet.trainer import resolve_path
+
+
+@dataclass
+class BenchConfig:
+    data: str = field(default="data/digits", metadata={"help": "prepared data directory"})
+    json: str = field(default="bench.json", metadata={"help": "where to write every figure"})
+    images: int = field(default=1024, metadata={"help": "images decoded per in-process pass"})
+    seconds: float = field(default=5.0, metadata={"help": "minimum seconds per in-process measurement"})
+    pipeline_cpus: int = field(default=0, metadata={"help": "CPUs for the Ray Data pipeline (0 = all)"})
+    pipeline_epochs: int = field(default=4, metadata={"help": "passes over the shards (the first is warm-up)"})
+    scaling: bool = field(default=False, metadata={"help": "repeat the pipeline for 1..N CPUs"})
+    model_batch: int = field(default=0, metadata={"help": "batch for the model step (0 = 32 on CPU, 256 on GPU)"})
+    model_steps: int = field(default=0, metadata={"help": "timed steps per model (0 = 3 on CPU, 50 on GPU)"})
+
+    def __post_init__(self) -> None:
+        if self.images < 64:
+            raise UserError(f"--images must be at least 64, got {self.images}")
+        if self.pipeline_epochs < 2:
+            raise UserError(f"--pipeline-epochs must be at least 2 (one is warm-up), got {self.pipeline_epochs}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = cli.parse(BenchConfig, __doc__, argv)
+    print(f"[bench] config:\n{cli.describe(cfg)}", flush=True)
+    root = resolve_path(cfg.data)
+    manifest, _ = mf.load(root)
+    jpegs = bench.load_jpegs(str(root), manifest, cfg.images)
+    cpus = cfg.pipeline_cpus or os.cpu_count() or 1
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    on_gpu = device.type == "cuda"
+
+    r: dict[str, object] = {"images_in_pass": len(jpegs), "cpu_count": os.cpu_count()}
+    print("[bench] decode ...", flush=True)
+    r["decode_per_core"] = bench.decode_per_core(jpegs, cfg.seconds)
+    print("[bench] augment ...", flush=True)
+    r["augment_per_core"] = bench.augment_per_core(jpegs, manifest, cfg.seconds)
+    print("[bench] torchvision DataLoader baseline ...", flush=True)
+    r["baseline_per_worker"] = bench.baseline_per_worker(jpegs, manifest, cfg.seconds)
+    print(f"[bench] Ray Data pipeline on {cpus} CPUs ...", flush=True)
+    p = bench.pipeline_throughput(str(root), manifest, cpus, cfg.pipeline_epochs)
+    r.update(pipeline_img_per_sec=p.img_per_sec, pipeline_cpus=p.cpus,
+             pipeline_first_batch_s=p.first_batch_s, pipeline_images=p.images)
+    if cfg.scaling:
+        r["scaling"] = {n: asdict(bench.pipeline_throughput(str(root), manifest, n, cfg.pipeline_epochs))
+                        for n in range(1, cpus + 1)}
+    print(f"[bench] model training step on {device} ...", flush=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+    r["model_step_img_per_sec"] = bench.model_step_throughput(
+        device, cfg.model_batch or (256 if on_gpu else 32), cfg.model_steps or (50 if on_gpu else 3),
+        amp=on_gpu, channels_last=on_gpu)
+    r["device"] = torch.cuda.get_device_name() if on_gpu else "cpu"
+    r["ratios"] = {
+        "augment_over_decode": r["augment_per_core"] / r["decode_per_core"],
+        "pipeline_over_augment_x_cpus": p.img_per_sec / (r["augment_per_core"] * p.cpus),
+        "augment_over_baseline": r["augment_per_core"] / r["baseline_per_worker"],
+    }
+    print_table(r)
+    with open(cfg.json, "w") as f:
+        json.dump(r, f, indent=2)
+    print(f"[bench] wrote {cfg.json}", flush=True)
+    return 0
+
+
+def print_table(r: dict) -> None:
+    rows = [
+        ("decode_per_core", f"{r['decode_per_core']:.0f} img/s", "ceiling: libjpeg-turbo, 1 core"),
+        ("augment_per_core", f"{r['augment_per_core']:.0f} img/s",
+         f"{r['ratios']['augment_over_decode']:.2f} x decode"),
+        ("baseline_per_worker", f"{r['baseline_per_worker']:.0f} img/s",
+         f"augment is {r['ratios']['augment_over_baseline']:.2f} x this"),
+        ("pipeline_img_per_sec", f"{r['pipeline_img_per_sec']:.0f} img/s",
+         f"{r['ratios']['pipeline_over_augment_x_cpus']:.2f} x augment x {r['pipeline_cpus']:g} CPUs"),
+        ("pipeline_first_batch_s", f"{r['pipeline_first_batch_s']:.1f} s", "start-up, not in the rate"),
+    ]
+    rows += [(f"model_step[{k}]", f"{v:.1f} img/s", r["device"]) for k, v in r["model_step_img_per_sec"].items()]
+    for name, value, note in rows:
+        print(f"{name:<28} {value:>14}   {note}")
+    for n, s in (r.get("scaling") or {}).items():
+        print(f"scaling: {n} CPU(s) {s['img_per_sec']:.0f} img/s")
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as e:
+        sys.exit(f"error: {e}")
