@@ -45,7 +45,7 @@ def train_one_epoch(
     for step, batch in enumerate(batches):
         stats.wait_s += time.perf_counter() - tick
         x = to_input(batch["image"].to(device, non_blocking=True), mean,
-                     batch["offset"].to(device, non_blocking=True))
+                     batch["offset"].to(device, non_blocking=True), batch["flip"].to(device, non_blocking=True))
         x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         y = batch["label"].to(device, non_blocking=True)
         valid = batch["valid"].to(device, non_blocking=True)

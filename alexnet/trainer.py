@@ -74,7 +74,23 @@ def preflight(cfg: TrainConfig) -> tuple[Path, mf.Manifest]:
     data_root = resolve_path(cfg.data)
     manifest, _ = mf.load(data_root)
     tracking.check_reachable(tracking.tracking_uri())
+    check_writable(cfg.storage)
     return data_root, manifest
+
+
+def check_writable(storage: str) -> None:
+    """Find an unwritable checkpoint directory now, not at the end of the first epoch."""
+    if "://" in storage:
+        return  # cloud storage: Ray reports access errors on the first write
+    path = Path(storage_uri(storage))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"--storage {storage}: checkpoints cannot be written there ({e.strerror or e}); "
+                        "pass a writable directory") from e
 
 
 def fit(cfg: TrainConfig) -> TrainOutcome:

@@ -29,7 +29,8 @@ class BenchConfig:
     images: int = field(default=1024, metadata={"help": "images decoded per in-process pass"})
     seconds: float = field(default=5.0, metadata={"help": "minimum seconds per in-process measurement"})
     pipeline_cpus: int = field(default=0, metadata={"help": "CPUs for the Ray Data pipeline (0 = all)"})
-    pipeline_epochs: int = field(default=4, metadata={"help": "passes over the shards (the first is warm-up)"})
+    pipeline_images: int = field(default=20_000, metadata={
+        "help": "images streamed through the pipeline per measurement (start-up is reported apart)"})
     scaling: bool = field(default=False, metadata={"help": "repeat the pipeline for 1..N CPUs"})
     model_batch: int = field(default=0, metadata={"help": "batch for the model step (0 = 32 on CPU, 256 on GPU)"})
     model_steps: int = field(default=0, metadata={"help": "timed steps per model (0 = 3 on CPU, 50 on GPU)"})
@@ -37,8 +38,8 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.images < 64:
             raise UserError(f"--images must be at least 64, got {self.images}")
-        if self.pipeline_epochs < 2:
-            raise UserError(f"--pipeline-epochs must be at least 2 (one is warm-up), got {self.pipeline_epochs}")
+        if self.pipeline_images < 1:
+            raise UserError(f"--pipeline-images must be positive, got {self.pipeline_images}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     print("[bench] torchvision DataLoader baseline ...", flush=True)
     r["baseline_per_worker"] = bench.baseline_per_worker(jpegs, manifest, cfg.seconds)
     print(f"[bench] Ray Data pipeline on {cpus} CPUs ...", flush=True)
-    p = bench.pipeline_throughput(str(root), manifest, cpus, cfg.pipeline_epochs)
+    p = bench.pipeline_throughput(str(root), manifest, cpus, cfg.pipeline_images)
     r.update(pipeline_img_per_sec=p.img_per_sec, pipeline_cpus=p.cpus,
              pipeline_first_batch_s=p.first_batch_s, pipeline_images=p.images)
     if cfg.scaling:
-        r["scaling"] = {n: asdict(bench.pipeline_throughput(str(root), manifest, n, cfg.pipeline_epochs))
+        r["scaling"] = {n: asdict(bench.pipeline_throughput(str(root), manifest, n, cfg.pipeline_images))
                         for n in range(1, cpus + 1)}
     print(f"[bench] model training step on {device} ...", flush=True)
     torch.set_num_threads(os.cpu_count() or 1)

@@ -14,7 +14,7 @@ def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "jobs/bench.py", "--data", str(tiny_data), "--json", str(out), "--seconds", "0.2",
-         "--pipeline-epochs", "2", "--pipeline-cpus", "1", "--model-batch", "2", "--model-steps", "1"],
+         "--pipeline-images", "100", "--pipeline-cpus", "1", "--model-batch", "2", "--model-steps", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())

@@ -61,3 +61,13 @@ def test_ten_crops_are_corners_centre_and_mirrors() -> None:
     assert crops.shape == (10, 1, 224, 224)
     assert [float(c[0, 0, 0]) for c in crops[:5]] == [0, 32, 0, 32, 16]
     assert torch.equal(crops[5:], crops[:5].flip(3))
+
+
+def test_ten_crop_evaluation_scores_each_image_once(tiny_data: Path) -> None:
+    manifest, _ = mf.load(tiny_data)
+    rows = pq.read_table(manifest.shard_paths(tiny_data, "val")).to_pydict()
+    batch = eval_batch({"image": np.array(rows["image"][:4], dtype=object), "label": np.array(rows["label"][:4]),
+                        "index": np.array(rows["index"][:4])}, crop="ten")
+    counts = evaluate(AlexNet(3), [{k: torch.from_numpy(v) for k, v in batch.items()}], torch.device("cpu"),
+                      torch.tensor(manifest.rgb_mean))
+    assert counts[2] == 4 and counts[1] == 4

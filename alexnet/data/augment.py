@@ -1,9 +1,10 @@
 """The paper's augmentation (section 4.1), on uint8 arrays, for Ray Data actors.
 
-Cropping and flipping are array views, copied once into the output batch. The PCA
-colour jitter adds the same RGB offset to every pixel of an image, so it travels as a
-3-vector per image and is added on the training device during normalisation
-(`alexnet.data.device`); batches stay uint8 until they reach the device.
+The crop is an array view, copied once into the output batch. The horizontal flip and
+the PCA colour jitter are each one value per image (a bit; an RGB offset added to every
+pixel), so they travel beside the batch and are applied on the training device during
+normalisation (`alexnet.data.device`). Mirroring on the CPU would cost more than the
+JPEG decode itself (a negative-stride copy); batches stay uint8 until the device.
 """
 
 from __future__ import annotations
@@ -34,12 +35,11 @@ class PCAJitter:
         return (255.0 * (alpha * self.eigval) @ self.eigvec.T).astype(np.float32)
 
 
-def random_crop_flip(img: np.ndarray, rng: np.random.Generator, crop: int = CROP) -> np.ndarray:
-    """A view: random `crop` square, mirrored left-right with probability 0.5."""
+def random_crop(img: np.ndarray, rng: np.random.Generator, crop: int = CROP) -> np.ndarray:
+    """A view: a random `crop` x `crop` window, every position equally likely."""
     h, w = img.shape[:2]
     y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-    view = img[y:y + crop, x:x + crop]
-    return view[:, ::-1] if rng.random() < 0.5 else view
+    return img[y:y + crop, x:x + crop]
 
 
 def center_crop(img: np.ndarray, crop: int = CROP) -> np.ndarray:
@@ -51,18 +51,21 @@ def center_crop(img: np.ndarray, crop: int = CROP) -> np.ndarray:
 def decode_into(out: np.ndarray, valid: np.ndarray, images: np.ndarray, place) -> None:
     """Decode each JPEG and copy `place(decoded)` into `out[i]`.
 
-    A row that fails to decode stays zero and is marked invalid instead of raising: the
+    A row that fails to decode becomes zeros and is marked invalid instead of raising: the
     training loop leaves it out of the loss and counts it (metric ``bad_images``).
     """
+    scratch = np.empty(SHARD_SIZE * SHARD_SIZE * 3, np.uint8)  # every shard image is 256x256
     for i, data in enumerate(images):
         try:
-            out[i] = place(decode_jpeg(data))
+            out[i] = place(decode_jpeg(data, scratch))
         except Exception:  # noqa: BLE001 - corrupt rows are counted downstream
+            out[i] = 0
             valid[i] = False
 
 
 class TrainAugment:
-    """Ray Data actor: decode, random 224 crop, random flip, PCA offset per image."""
+    """Ray Data actor: decode, random 224 crop; a flip bit (p = 0.5) and a PCA offset
+    per image, applied on the device."""
 
     def __init__(self, eigval: list[float], eigvec: list[list[float]], seed: int | None = None,
                  pca_std: float = PCA_STD, crop: int = CROP) -> None:
@@ -72,11 +75,11 @@ class TrainAugment:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["image"])
-        out = np.zeros((n, self.crop, self.crop, 3), np.uint8)
+        out = np.empty((n, self.crop, self.crop, 3), np.uint8)
         valid = np.ones(n, bool)
-        decode_into(out, valid, batch["image"], lambda im: random_crop_flip(im, self.rng, self.crop))
+        decode_into(out, valid, batch["image"], lambda im: random_crop(im, self.rng, self.crop))
         return {"image": out, "label": batch["label"].astype(np.int64),
-                "offset": self.jitter.offsets(self.rng, n), "valid": valid}
+                "offset": self.jitter.offsets(self.rng, n), "flip": self.rng.random(n) < 0.5, "valid": valid}
 
 
 def eval_batch(batch: dict[str, np.ndarray], crop: EvalCrop = "center",
@@ -87,7 +90,7 @@ def eval_batch(batch: dict[str, np.ndarray], crop: EvalCrop = "center",
     mine = (batch["index"] % world) == rank
     images, labels = batch["image"][mine], batch["label"][mine]
     size = CROP if crop == "center" else SHARD_SIZE
-    out = np.zeros((len(images), size, size, 3), np.uint8)
+    out = np.empty((len(images), size, size, 3), np.uint8)
     valid = np.ones(len(images), bool)
     place = center_crop if crop == "center" else (lambda im: im)
     decode_into(out, valid, images, place)

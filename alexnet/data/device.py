@@ -8,15 +8,19 @@ import torch
 from alexnet.data.augment import CROP
 
 
-def to_input(images: torch.Tensor, mean: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+def to_input(images: torch.Tensor, mean: torch.Tensor, offset: torch.Tensor | None = None,
+             flip: torch.Tensor | None = None) -> torch.Tensor:
     """NHWC uint8 -> NCHW float in the paper's units: 0-255 minus the training-set mean,
-    plus the per-image PCA offset. The permute leaves memory in NHWC order, which is
-    exactly PyTorch's channels_last layout."""
+    plus the per-image PCA offset, mirrored where `flip` is set. The permute leaves
+    memory in NHWC order, which is exactly PyTorch's channels_last layout."""
     x = images.float()
     shift = -mean.view(1, 1, 1, 3)
     if offset is not None:
         shift = shift + offset.view(-1, 1, 1, 3)
-    return (x + shift).permute(0, 3, 1, 2)
+    x = (x + shift).permute(0, 3, 1, 2)
+    if flip is not None and bool(flip.any()):
+        x[flip] = x[flip].flip(3)
+    return x
 
 
 def ten_crops(x: torch.Tensor, crop: int = CROP) -> torch.Tensor:

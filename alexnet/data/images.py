@@ -33,6 +33,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     return simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB")
 
 
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """Fastest decode the project has: libjpeg-turbo, fast DCT and upsampling."""
-    return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True)
+def decode_jpeg(data: bytes, buffer: np.ndarray | None = None) -> np.ndarray:
+    """Fastest decode the project has: libjpeg-turbo, fast DCT and upsampling. With a
+    `buffer` (reused across calls) no new image array is allocated per decode."""
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True, buffer=buffer)

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+import torch
 
-from alexnet.data.augment import CROP, PCAJitter, TrainAugment, eval_batch, random_crop_flip
+from alexnet.data.augment import CROP, PCAJitter, TrainAugment, eval_batch, random_crop
+from alexnet.data.device import to_input
 from alexnet.data.images import encode_jpeg
 from alexnet.data.manifest import IMAGENET_EIGVAL, IMAGENET_EIGVEC
 
@@ -12,22 +14,29 @@ def coordinate_image() -> np.ndarray:
     return np.stack([y, x, np.zeros_like(y)], -1).astype(np.uint8)
 
 
-def test_random_crop_stays_inside_the_image_and_flips_about_half_the_time() -> None:
+def test_random_crop_is_a_window_inside_the_image_at_every_position() -> None:
     img, rng = coordinate_image(), np.random.default_rng(0)
-    flips, origins = 0, set()
-    for _ in range(400):
-        crop = random_crop_flip(img, rng)
+    origins = set()
+    for _ in range(2000):
+        crop = random_crop(img, rng)
         assert crop.shape == (CROP, CROP, 3)
         rows, cols = crop[:, :, 0].astype(int), crop[:, :, 1].astype(int)
-        assert (np.diff(rows, axis=0) == 1).all()  # a contiguous window, never resampled
-        flipped = cols[0, 0] > cols[0, -1]
-        flips += flipped
-        top, left = rows[0, 0], cols[0, -1] if flipped else cols[0, 0]
+        assert (np.diff(rows, axis=0) == 1).all() and (np.diff(cols, axis=1) == 1).all()  # never resampled
+        top, left = rows[0, 0], cols[0, 0]
         assert 0 <= top <= 256 - CROP and 0 <= left <= 256 - CROP
-        assert (np.abs(np.diff(cols, axis=1)) == 1).all()
         origins.add((top, left))
-    assert 150 < flips < 250
-    assert len(origins) > 300  # positions are spread over the 33x33 possible ones
+    assert len(origins) > 800  # of the 33 x 33 possible windows
+
+
+def test_flip_bit_is_fair_and_the_device_mirrors_exactly_those_images() -> None:
+    aug = TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=0)
+    batch = {"image": np.array([encode_jpeg(coordinate_image())] * 200, dtype=object), "label": np.zeros(200)}
+    out = aug(batch)
+    assert 70 < out["flip"].sum() < 130
+    images, flip = torch.from_numpy(out["image"]), torch.from_numpy(out["flip"])
+    x = to_input(images, torch.zeros(3), None, flip)
+    plain = to_input(images, torch.zeros(3))
+    assert torch.equal(x[flip], plain[flip].flip(3)) and torch.equal(x[~flip], plain[~flip])
 
 
 def test_pca_jitter_has_the_papers_distribution() -> None:
