@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/digits
 
-.PHONY: install data train test lint clean help cluster-up submit cluster-down
+.PHONY: install data train test bench lint clean help cluster-up submit cluster-down mlflow-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,9 @@ data: $(DATA)/manifest.json  ## prepare the embedded default dataset (scikit-lea
 train: data  ## train the full AlexNet on the embedded default, on the local CPUs
 	$(PY) jobs/train.py --preset digits
 
+bench: data  ## measure decode, augmentation, the Ray Data pipeline and the model step (writes bench.json)
+	$(PY) jobs/bench.py --json bench.json --scaling
+
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q
 
@@ -49,6 +52,10 @@ submit: data  ## submit jobs/train.py to the local head and follow its logs (ARG
 
 cluster-down:  ## stop the local Ray head
 	$(VENV)/bin/ray stop
+
+mlflow-ui: $(STAMP)  ## browse the runs: MLflow UI on the project's store at http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath mlruns.db) \
+		--default-artifact-root $(abspath mlruns) --host 127.0.0.1 --port 5000
 
 lint: $(STAMP)  ## ruff
 	$(VENV)/bin/ruff check alexnet jobs tests

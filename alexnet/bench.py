@@ -122,6 +122,7 @@ def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images:
     streamed as many times as it takes to pass `min_images`, in one execution, so actor
     start-up is paid once: it is reported as the time to the first batch, and the rate
     counts only what follows it."""
+    min_images = max(min_images, 10 * batch_size)  # the first batch is not counted
     passes = max(2, -(-min_images // manifest.splits["train"].images))
     train = manifest.splits["train"]
     repeated = replace(manifest, splits={**manifest.splits, "train": mf.SplitInfo(

@@ -36,8 +36,8 @@ def resolve_path(path: str) -> Path:
     """Relative paths are taken from the current directory or, failing that, from the
     project: a job submitted with --working-dir runs in a temporary copy of the project."""
     p = Path(path).expanduser()
-    if p.is_absolute() or p.exists() or "://" in path:
-        return p.resolve() if "://" not in path else p
+    if p.is_absolute() or p.exists():
+        return p.resolve()
     return tracking.project_root() / p
 
 
