@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/digits
 
-.PHONY: install data train test bench lint clean help cluster-up submit cluster-down mlflow-ui
+.PHONY: install data train tune test bench lint clean help cluster-up submit cluster-down mlflow-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,9 @@ data: $(DATA)/manifest.json  ## prepare the embedded default dataset (scikit-lea
 
 train: data  ## train the full AlexNet on the embedded default, on the local CPUs
 	$(PY) jobs/train.py --preset digits
+
+tune: data  ## sweep lr x weight decay on the embedded default with Ray Tune (ARGS="..." adds flags)
+	$(PY) jobs/tune.py --preset digits $(ARGS)
 
 bench: data  ## measure decode, augmentation, the Ray Data pipeline and the model step (writes bench.json)
 	$(PY) jobs/bench.py --json bench.json --scaling

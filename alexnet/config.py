@@ -92,3 +92,86 @@ PRESETS: dict[str, dict[str, Any]] = {
         "experiment": "alexnet-digits",
     },
 }
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0..6' (inclusive) or '0,3,5' -> seeds; '' -> none."""
+    text = text.strip()
+    if not text:
+        return ()
+    try:
+        if ".." in text:
+            lo, hi = (int(v) for v in text.split(".."))
+            return tuple(range(lo, hi + 1))
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise UserError(f"--seeds {text!r}: expected a range like 0..6 or a list like 0,3,5") from e
+
+
+@dataclass
+class SweepConfig:
+    data: str = _f("data/digits", "prepared data directory (from jobs/prepare_data.py)")
+    train_preset: str = _f("", "start every trial from this jobs/train.py preset (default: the paper's recipe)")
+    train_args: str = _f("", "more jobs/train.py flags for every trial, e.g. \"--batch-size 64 --eval-crop ten\"")
+    epochs: int = _f(0, "epochs per trial (0 = the training config's)")
+    workers_per_trial: int = _f(1, "Ray Train workers per trial")
+    num_samples: int = _f(8, "trials to sample from the ranges (with grids: repeats of the whole grid)")
+    max_concurrent: int = _f(0, "trials at once (0 = one per --workers-per-trial GPUs; one at a time on CPU)")
+    lr_range: tuple[float, ...] = _f((1e-3, 1e-1), "log-uniform search range of the learning rate: MIN,MAX")
+    weight_decay_range: tuple[float, ...] = _f((1e-5, 1e-3), "log-uniform search range of weight decay: MIN,MAX")
+    lr_grid: tuple[float, ...] = _f((), "search these learning rates (a grid) instead of the range, e.g. 0.01,0.02")
+    weight_decay_grid: tuple[float, ...] = _f((), "search these weight decays (a grid) instead of the range")
+    seeds: str = _f("", "seed mode: train the fixed training config once per seed, e.g. 0..6 or 0,3,5; "
+                        "no early stopping (how ensemble members are trained)")
+    scheduler: Literal["asha", "fifo"] = _f("asha", "asha: stop weak trials early on val_top1_err; fifo: never")
+    grace_period: int = _f(1, "ASHA: epochs every trial runs before it may be stopped")
+    reduction_factor: float = _f(2.0, "ASHA: keep the best 1/N of the trials at each rung")
+    name: str = _f("", "sweep name; rerunning with the same name resumes the sweep (default: a new name)")
+    experiment: str = _f("alexnet-tune", "MLflow experiment of the parent run and its trials")
+    storage: str = _f("runs", "where Ray Tune and Ray Train keep their state and checkpoints")
+
+    def __post_init__(self) -> None:
+        self.lr_range, self.weight_decay_range = tuple(self.lr_range), tuple(self.weight_decay_range)
+        self.lr_grid, self.weight_decay_grid = tuple(self.lr_grid), tuple(self.weight_decay_grid)
+        seeds = parse_seeds(self.seeds)
+        for flag, bounds in (("--lr-range", self.lr_range), ("--weight-decay-range", self.weight_decay_range)):
+            if len(bounds) != 2 or not 0 < bounds[0] < bounds[1]:
+                raise UserError(f"{flag} {bounds}: expected MIN,MAX with 0 < MIN < MAX")
+        checks = [
+            (all(v > 0 for v in self.lr_grid), f"--lr-grid {self.lr_grid}: learning rates must be positive"),
+            (all(v >= 0 for v in self.weight_decay_grid),
+             f"--weight-decay-grid {self.weight_decay_grid}: weight decays must be non-negative"),
+            (self.epochs >= 0, f"--epochs must be non-negative, got {self.epochs}"),
+            (self.workers_per_trial >= 1, f"--workers-per-trial must be at least 1, got {self.workers_per_trial}"),
+            (self.num_samples >= 1, f"--num-samples must be at least 1, got {self.num_samples}"),
+            (self.max_concurrent >= 0, f"--max-concurrent must be non-negative, got {self.max_concurrent}"),
+            (self.grace_period >= 1, f"--grace-period must be at least 1, got {self.grace_period}"),
+            (self.reduction_factor > 1, f"--reduction-factor must be above 1, got {self.reduction_factor}"),
+            (not (seeds and (self.lr_grid or self.weight_decay_grid)),
+             "--seeds trains one fixed config: set its --lr/--weight-decay in --train-args, not a grid"),
+            (len(set(seeds)) == len(seeds), f"--seeds {self.seeds!r} repeats a seed"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return parse_seeds(self.seeds)
+
+
+# What `make tune` runs: a 2 x 2 grid of short trials on the embedded digits that fits in
+# 20 minutes on 2 CPU cores (one trial at a time).
+SWEEP_PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "data": "data/digits",
+        "train_preset": "digits",
+        "epochs": 3,
+        "num_samples": 1,
+        "lr_grid": (0.01, 0.02),
+        "weight_decay_grid": (5e-4, 5e-5),
+        "grace_period": 1,
+        "reduction_factor": 2.0,
+        "experiment": "alexnet-digits-tune",
+    },
+}

@@ -3,6 +3,7 @@ batches (dicts of tensors from the Ray Data pipeline), testable without Ray."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -16,6 +17,10 @@ from alexnet.data.device import ten_crops, to_input
 from alexnet.metrics import topk_correct
 
 Batch = dict[str, torch.Tensor]
+
+
+class Diverged(RuntimeError):
+    """The loss is no longer finite: more epochs cannot recover, so stop the run."""
 
 
 @dataclass
@@ -54,10 +59,14 @@ def train_one_epoch(
         per_image = F.cross_entropy(logits.float(), y, reduction="none") * valid
         n_valid = int(valid.sum())
         loss = per_image.sum() / max(n_valid, 1)
+        loss_sum = float(per_image.sum().detach())
+        if not math.isfinite(loss_sum):
+            raise Diverged(f"training loss is {loss_sum} at step {step + 1}; lower --lr "
+                           "(or use --warmup-epochs)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # every rank steps, even on an all-invalid batch, to keep DDP in step
         optimizer.step()
-        stats.loss_sum += float(per_image.sum().detach())
+        stats.loss_sum += loss_sum
         stats.images += n_valid
         stats.bad_images += len(valid) - n_valid
         if on_step is not None:

@@ -1,8 +1,11 @@
-"""Pictures people would rather look at than read: the training curves of a run."""
+"""Pictures people would rather look at than read: a run's training curves, a sweep's
+trials side by side, an ensemble's error as members are added."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -24,6 +27,21 @@ def training_curves(history: list[dict[str, float]], path: str | Path, title: st
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def sweep_curves(curves: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
+    """Validation top-1 error per epoch, one line per trial (frames with `epoch` and
+    `val_top1_err` columns, keyed by trial id): where ASHA cut trials is visible."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for trial, frame in curves.items():
+        ax.plot(frame["epoch"], frame["val_top1_err"], marker="o", label=trial)
+    ax.set(xlabel="epoch", ylabel="validation top-1 error (%)", title=title or "sweep")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

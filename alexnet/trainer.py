@@ -93,8 +93,12 @@ def check_writable(storage: str) -> None:
                         "pass a writable directory") from e
 
 
-def fit(cfg: TrainConfig) -> TrainOutcome:
-    """Train per `cfg` on the connected Ray cluster; resumes a run of the same name."""
+def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,
+        callbacks: list[Any] | None = None, cluster_share: float = 1.0) -> TrainOutcome:
+    """Train per `cfg` on the connected Ray cluster; resumes a run of the same name.
+
+    A Tune trial passes its MLflow parent in `tags`, a `TuneReportCallback` in
+    `callbacks`, and the share of the cluster each concurrent trial may size itself to."""
     data_root, manifest = preflight(cfg)
     uri = tracking.tracking_uri()
     client = tracking.client()
@@ -102,8 +106,9 @@ def fit(cfg: TrainConfig) -> TrainOutcome:
     name = cfg.name or f"alexnet-{time.strftime('%Y%m%d-%H%M%S')}"
     params = {**asdict(cfg), "name": name, "num_classes": manifest.num_classes,
               "train_images": manifest.splits["train"].images, "val_images": manifest.splits["val"].images}
-    placement = plan_placement(cfg, ray.cluster_resources())
-    run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params)
+    cluster = {k: v * cluster_share for k, v in ray.cluster_resources().items()}
+    placement = plan_placement(cfg, cluster)
+    run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params, tags)
     print(f"[train] MLflow run {run_id} ({'resumed' if resumed else 'new'}) '{name}' in "
           f"experiment '{cfg.experiment}' at {uri}", flush=True)
     print(f"[train] {cfg.workers} worker(s) on {'GPU' if placement.use_gpu else 'CPU'}, "
@@ -122,7 +127,7 @@ def fit(cfg: TrainConfig) -> TrainOutcome:
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage_uri(cfg.storage),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2), callbacks=callbacks),
         datasets={"train": train_dataset(str(data_root), manifest, placement.data, seed=None)},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )

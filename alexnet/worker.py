@@ -8,6 +8,7 @@ rank calls `ray.train.report` once per epoch, after the counts are summed over r
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -80,6 +81,13 @@ def epoch_metrics(train: EpochStats, counts: torch.Tensor, lr: float, epoch_s: f
     }
 
 
+def say(line: str) -> None:
+    """A progress line from a worker. Ray Train tees a worker's print() to its own logger
+    as well as to stdout, and both reach the driver: writing to the process's real stdout
+    shows each line once."""
+    print(line, file=sys.__stdout__, flush=True)
+
+
 @dataclass
 class StepPrinter:
     """Rank 0's progress line every `every` steps (throughput estimated for all ranks)."""
@@ -94,8 +102,8 @@ class StepPrinter:
     def __call__(self, step: int, s: EpochStats) -> None:
         if (step + 1) % self.every == 0:
             rate = self.world * (s.images + s.bad_images) / (time.perf_counter() - self.started)
-            print(f"[train] {self.label} step {step + 1}/{self.steps} loss {s.loss_sum / max(s.images, 1):.4f} "
-                  f"lr {self.lr:.2e} {rate:.1f} img/s", flush=True)
+            say(f"[train] {self.label} step {step + 1}/{self.steps} loss {s.loss_sum / max(s.images, 1):.4f} "
+                f"lr {self.lr:.2e} {rate:.1f} img/s")
 
 
 def train_func_per_worker(config: dict[str, Any]) -> None:
@@ -157,10 +165,9 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
         schedule.observe(metrics["val_top1_err"])
         history.append(metrics)
         if rank == 0:
-            print(f"[train] epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f} "
-                  f"val top-1 {metrics['val_top1_err']:.2f}% top-5 {metrics['val_top5_err']:.2f}% "
-                  f"{metrics['images_per_sec']:.1f} img/s, input stall {metrics['input_stall_frac']:.0%}",
-                  flush=True)
+            say(f"[train] epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f} "
+                f"val top-1 {metrics['val_top1_err']:.2f}% top-5 {metrics['val_top5_err']:.2f}% "
+                f"{metrics['images_per_sec']:.1f} img/s, input stall {metrics['input_stall_frac']:.0%}")
         report(model, optimizer, schedule, epoch, history, metrics, cfg, manifest.num_classes, rank)
         if mlflow_client is not None:  # after the checkpoint is safe: no epoch is logged twice
             tracking.log_epoch(mlflow_client, config["run_id"], epoch, metrics)

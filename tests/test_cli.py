@@ -13,7 +13,7 @@ def run_job(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("job", ["jobs/train.py", "jobs/prepare_data.py"])
+@pytest.mark.parametrize("job", ["jobs/train.py", "jobs/prepare_data.py", "jobs/tune.py"])
 def test_help_lists_every_flag(job: str) -> None:
     out = run_job(job, "--help")
     assert out.returncode == 0
@@ -39,3 +39,30 @@ def test_unprepared_data_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith(f"error: --data {tmp_path}: no manifest.json")
     assert "Traceback" not in out.stderr
+
+
+def test_a_yaml_config_sets_defaults_and_flags_override_it(tmp_path: Path) -> None:
+    from alexnet import cli
+    from alexnet.config import SweepConfig
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text("lr-grid: [0.01, 0.02]\nweight_decay_range: [1e-5, 1e-3]\nnum_samples: 3\nseeds: ''\n")
+    cfg = cli.parse(SweepConfig, "", ["--config", str(path), "--num-samples", "5"], config_file=True)
+    assert cfg.lr_grid == (0.01, 0.02) and cfg.weight_decay_range == (1e-5, 1e-3) and cfg.num_samples == 5
+
+
+def test_an_unknown_yaml_setting_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text("learning_rate: 0.1\n")
+    out = run_job("jobs/tune.py", "--config", str(path))
+    assert out.returncode == 2
+    assert f"--config {path}: unknown setting 'learning_rate'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_list_flags_are_typed() -> None:
+    from alexnet import cli
+    from alexnet.config import TrainConfig
+
+    cfg = cli.parse(TrainConfig, "", ["--lr-steps", "10,20", "--lr-schedule", "step"])
+    assert cfg.lr_steps == (10, 20)

@@ -4,12 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from alexnet.data import manifest as mf
 from alexnet.data.augment import TrainAugment, eval_batch
 from alexnet.data.device import ten_crops, to_input
-from alexnet.engine import evaluate, train_one_epoch
+from alexnet.engine import Diverged, evaluate, train_one_epoch
 from alexnet.model import AlexNet
 
 
@@ -36,6 +37,16 @@ def test_one_epoch_learns_and_skips_undecodable_rows(tiny_data: Path) -> None:
     for _ in range(4):
         last = train_one_epoch(model, opt, batches, torch.device("cpu"), mean)
     assert last.loss_sum / last.images < first.loss_sum / first.images
+
+
+def test_a_diverging_run_stops_with_a_clear_error(tiny_data: Path) -> None:
+    torch.manual_seed(0)
+    manifest, _ = mf.load(tiny_data)
+    model = AlexNet(3, bias_init="caffe")
+    opt = torch.optim.SGD(model.parameters(), lr=1e4, momentum=0.9)
+    batches = load_batches(tiny_data, "train", 16) * 20
+    with pytest.raises(Diverged, match="lower --lr"):
+        train_one_epoch(model, opt, batches, torch.device("cpu"), torch.tensor(manifest.rgb_mean))
 
 
 def test_evaluate_counts_every_image_and_undecodable_ones_as_errors(tiny_data: Path) -> None:

@@ -1,0 +1,57 @@
+"""Sweep learning rate, weight decay and seed with Ray Tune; every trial is a run of
+jobs/train.py's training, logged as a child of one MLflow parent run.
+
+    python jobs/tune.py --preset digits                      # make tune: a 2x2 grid on digits
+    python jobs/tune.py --data /data/shards --train-args "--batch-size 256" \\
+        --num-samples 16 --workers-per-trial 4 --epochs 30    # search: log-uniform ranges, ASHA
+    python jobs/tune.py --train-preset digits --seeds 0..6    # seed mode: one trial per seed
+    python jobs/tune.py --config sweep.yaml                   # the same flags from a YAML file
+
+Resuming: rerun the same command with the same --name. Finished and failed trials are
+kept; unfinished ones continue from their last epoch checkpoint, in the same MLflow runs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import ray
+
+from alexnet import cli
+from alexnet.config import PRESETS, SWEEP_PRESETS, SweepConfig, TrainConfig
+from alexnet.errors import UserError
+from alexnet.sweep import sweep
+from alexnet.trainer import preflight
+
+
+def train_config(cfg: SweepConfig) -> TrainConfig:
+    """The training config every trial starts from: --train-preset, then --train-args."""
+    argv = shlex.split(cfg.train_args) + ["--data", cfg.data]
+    if cfg.train_preset:
+        if cfg.train_preset not in PRESETS:
+            raise UserError(f"--train-preset {cfg.train_preset!r} is not one of {sorted(PRESETS)}")
+        argv = ["--preset", cfg.train_preset, *argv]
+    return cli.parse(TrainConfig, "--train-args of jobs/tune.py", argv, presets=PRESETS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = cli.parse(SweepConfig, __doc__, argv, presets=SWEEP_PRESETS, config_file=True)
+    train = train_config(cfg)
+    print(f"[tune] config:\n{cli.describe(cfg)}", flush=True)
+    preflight(train)  # bad data or an unreachable tracking server fail before Ray starts
+    ray.init()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
+    outcome = sweep(cfg, train)
+    failed = [t for t in outcome.trials if t.status == "FAILED"]
+    if outcome.best is None:
+        return 1
+    print(f"[tune] done: {len(outcome.trials)} trial(s), {len(failed)} failed; parent run "
+          f"{outcome.parent_run_id}, best_val_top1_err {outcome.best.val_top1_err:.2f}%", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as e:
+        sys.exit(f"error: {e}")
