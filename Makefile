@@ -43,15 +43,15 @@ test: $(STAMP)  ## run the test suite
 # a plain `ray job submit` is then refused. Both sides get the setting here.
 RAY      := RAY_AUTH_MODE=token $(VENV)/bin/ray
 DASH     := http://127.0.0.1:8265
-ARGS     ?= --epochs 1 --workers 2
+SUBMIT_ARGS := --epochs 1 --workers 2
 
 cluster-up: $(STAMP)  ## start a local Ray head (token auth on) from the venv, so jobs run its python
 	$(VENV)/bin/ray get-auth-token --generate > /dev/null
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(RAY) start --head --dashboard-host 127.0.0.1 --disable-usage-stats
 
-submit: data  ## submit jobs/train.py to the local head and follow its logs (ARGS="..." adds flags)
+submit: data  ## submit jobs/train.py to the local head and follow its logs (ARGS="..." replaces the flags)
 	$(RAY) job submit --address $(DASH) --working-dir . -- \
-		python jobs/train.py --data $(abspath $(DATA)) $(ARGS)
+		python jobs/train.py --data $(abspath $(DATA)) $(or $(ARGS),$(SUBMIT_ARGS))
 
 cluster-down:  ## stop the local Ray head
 	$(VENV)/bin/ray stop

@@ -34,7 +34,8 @@ def _flag_kwargs(tp: Any) -> dict[str, Any]:
 
 def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,  # --workers must never quietly mean --workers-per-trial
     )
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):

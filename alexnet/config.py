@@ -175,3 +175,55 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
         "experiment": "alexnet-digits-tune",
     },
 }
+
+
+@dataclass
+class EnsembleConfig:
+    data: str = _f("data/digits", "prepared data directory whose validation split is scored")
+    members: int = _f(7, "members to train (--train), or to take from --parent / --tag")
+    train: bool = _f(False, "train the members first: jobs/tune.py's seed mode, seeds 0..members-1")
+    runs: tuple[str, ...] = _f((), "member MLflow run ids, comma-separated (instead of --train)")
+    parent: str = _f("", "MLflow run id of a seed sweep (jobs/tune.py --seeds): its finished trials")
+    tag: str = _f("", "KEY=VALUE: the finished runs with this tag in --member-experiment")
+    member_experiment: str = _f("", "MLflow experiment searched by --tag")
+    train_preset: str = _f("", "--train: the jobs/train.py preset the members start from")
+    train_args: str = _f("", "--train: more jobs/train.py flags for every member")
+    epochs: int = _f(0, "--train: epochs per member (0 = the training config's)")
+    merge: Literal["prob", "logits"] = _f("prob", "average the members' softmax probabilities (the paper), or logits")
+    eval_crop: Literal["center", "ten"] = _f("center", "centre 224 crop, or 10 crops averaged")
+    batch_size: int = _f(128, "images per inference batch")
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto: GPUs when the cluster has them")
+    name: str = _f("", "ensemble name; rerunning with the same name resumes training the members")
+    experiment: str = _f("alexnet-ensemble", "MLflow experiment of the ensemble run (and of trained members)")
+    storage: str = _f("runs", "where Ray Tune and Ray Train keep the members' state and checkpoints")
+
+    def __post_init__(self) -> None:
+        self.runs = tuple(r.strip() for r in self.runs if r.strip())
+        sources = [name for name, given in (("--train", self.train), ("--runs", bool(self.runs)),
+                                            ("--parent", bool(self.parent)), ("--tag", bool(self.tag))) if given]
+        checks = [
+            (len(sources) == 1, "choose where the members come from: exactly one of --train, --runs, --parent, "
+                                f"--tag (got {', '.join(sources) or 'none'})"),
+            (self.members >= 1, f"--members must be at least 1, got {self.members}"),
+            (not self.tag or ("=" in self.tag and bool(self.member_experiment)),
+             f"--tag {self.tag!r}: expected KEY=VALUE, with --member-experiment naming where to search"),
+            (self.epochs >= 0, f"--epochs must be non-negative, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+
+# What `make ensemble` runs: seven short members on the embedded digits, trained and
+# assembled within 30 minutes on 2 CPU cores.
+ENSEMBLE_PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "data": "data/digits",
+        "members": 7,
+        "train": True,
+        "train_preset": "digits",
+        "epochs": 2,
+        "experiment": "alexnet-digits-ensemble",
+    },
+}

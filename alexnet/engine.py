@@ -78,16 +78,19 @@ def train_one_epoch(
 
 @torch.no_grad()
 def predict(model: nn.Module, batch: Batch, device: torch.device, mean: torch.Tensor,
-            *, amp: bool = False, channels_last: bool = False) -> torch.Tensor:
-    """Softmax probabilities; 256x256 images are scored as ten 224 crops, averaged."""
+            *, amp: bool = False, channels_last: bool = False, logits: bool = False) -> torch.Tensor:
+    """Softmax probabilities (or logits); 256x256 images are scored as ten 224 crops,
+    averaged in the space returned."""
     x = to_input(batch["image"].to(device, non_blocking=True), mean)
     n, crops = x.shape[0], 1
     if x.shape[-1] != 224:
         x, crops = ten_crops(x), 10
     x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     with autocast(device, amp):
-        logits = model(x)
-    return logits.float().softmax(1).view(n, crops, -1).mean(1)
+        scores = model(x).float()
+    if not logits:
+        scores = scores.softmax(1)
+    return scores.view(n, crops, -1).mean(1)
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ from alexnet.config import SweepConfig, TrainConfig
 from alexnet.plots import sweep_curves
 from alexnet.trainer import fit, resolve_path, storage_uri
 
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = tracking.PARENT_TAG
 TRIAL_TAG = "alexnet.trial_id"
 KIND_TAG = "alexnet.sweep_kind"  # "search" or "seeds"
 TRIAL_CPU = 0.01  # the trial actor only waits on its TorchTrainer; the workers hold the CPUs

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from alexnet.errors import UserError
 
 RUN_NAME_TAG = "alexnet.run_name"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests a child run under its parent
 
 
 def project_root() -> Path:

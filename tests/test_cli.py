@@ -66,3 +66,8 @@ def test_list_flags_are_typed() -> None:
 
     cfg = cli.parse(TrainConfig, "", ["--lr-steps", "10,20", "--lr-schedule", "step"])
     assert cfg.lr_steps == (10, 20)
+
+
+def test_abbreviated_flags_are_refused() -> None:
+    out = run_job("jobs/tune.py", "--workers", "2")  # not a prefix of --workers-per-trial
+    assert out.returncode == 2 and "unrecognized arguments: --workers" in out.stderr
