@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/digits
 
-.PHONY: install data train tune test bench lint clean help cluster-up submit cluster-down mlflow-ui
+.PHONY: install data train tune ensemble test bench lint clean help cluster-up submit cluster-down cluster-run mlflow-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,6 +31,9 @@ train: data  ## train the full AlexNet on the embedded default, on the local CPU
 tune: data  ## sweep lr x weight decay on the embedded default with Ray Tune (ARGS="..." adds flags)
 	$(PY) jobs/tune.py --preset digits $(ARGS)
 
+ensemble: data  ## train 7 members on the embedded default and assemble them (ARGS="..." adds flags)
+	$(PY) jobs/ensemble.py --preset digits $(ARGS)
+
 bench: data  ## measure decode, augmentation, the Ray Data pipeline and the model step (writes bench.json)
 	$(PY) jobs/bench.py --json bench.json --scaling
 
@@ -52,6 +55,10 @@ cluster-up: $(STAMP)  ## start a local Ray head (token auth on) from the venv, s
 submit: data  ## submit jobs/train.py to the local head and follow its logs (ARGS="..." replaces the flags)
 	$(RAY) job submit --address $(DASH) --working-dir . -- \
 		python jobs/train.py --data $(abspath $(DATA)) $(or $(ARGS),$(SUBMIT_ARGS))
+
+cluster-run: data  ## the three above in one: start a head, submit (logs followed), stop the head even on failure
+	$(MAKE) cluster-up
+	$(MAKE) submit; status=$$?; $(MAKE) cluster-down; exit $$status
 
 cluster-down:  ## stop the local Ray head
 	$(VENV)/bin/ray stop

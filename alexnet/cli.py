@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from alexnet.errors import UserError
@@ -102,3 +103,11 @@ def _yaml_defaults(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]
 def describe(config: Any) -> str:
     """The resolved config as printed at the start of every job."""
     return json.dumps(dataclasses.asdict(config), indent=2, default=str)
+
+
+def run(main: Callable[[], int]) -> None:
+    """A job's entry point: its exit code, and a UserError as one line on stderr."""
+    try:
+        sys.exit(main())
+    except UserError as e:
+        sys.exit(f"error: {e}")

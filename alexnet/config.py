@@ -3,6 +3,7 @@ presets change only what a small machine or dataset needs, and say so."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -11,6 +12,13 @@ from alexnet.errors import UserError
 
 def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
+
+
+def require(checks: list[tuple[bool, str]]) -> None:
+    """Raise the first failed check's message: one line naming the flag and the fix."""
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
 
 
 @dataclass
@@ -67,9 +75,7 @@ class TrainConfig:
             (self.augment_actors >= 0, f"--augment-actors must be non-negative, got {self.augment_actors}"),
             (self.log_every >= 1, f"--log-every must be at least 1, got {self.log_every}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
+        require(checks)
 
     @property
     def per_worker_batch(self) -> int:
@@ -94,6 +100,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def train_config_for(data: str, preset: str = "", train_args: str = "") -> TrainConfig:
+    """The training config that a sweep's trials or an ensemble's members start from:
+    a jobs/train.py preset, then jobs/train.py flags, on `data`."""
+    from alexnet import cli
+
+    argv = shlex.split(train_args) + ["--data", data]
+    if preset:
+        if preset not in PRESETS:
+            raise UserError(f"--train-preset {preset!r} is not one of {sorted(PRESETS)}")
+        argv = ["--preset", preset, *argv]
+    return cli.parse(TrainConfig, "--train-args", argv, presets=PRESETS)
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """'0..6' (inclusive) or '0,3,5' -> seeds; '' -> none."""
     text = text.strip()
@@ -114,7 +133,7 @@ class SweepConfig:
     train_preset: str = _f("", "start every trial from this jobs/train.py preset (default: the paper's recipe)")
     train_args: str = _f("", "more jobs/train.py flags for every trial, e.g. \"--batch-size 64 --eval-crop ten\"")
     epochs: int = _f(0, "epochs per trial (0 = the training config's)")
-    workers_per_trial: int = _f(1, "Ray Train workers per trial")
+    workers_per_trial: int = _f(0, "Ray Train workers per trial (0 = the training config's --workers)")
     num_samples: int = _f(8, "trials to sample from the ranges (with grids: repeats of the whole grid)")
     max_concurrent: int = _f(0, "trials at once (0 = one per --workers-per-trial GPUs; one at a time on CPU)")
     lr_range: tuple[float, ...] = _f((1e-3, 1e-1), "log-uniform search range of the learning rate: MIN,MAX")
@@ -142,7 +161,7 @@ class SweepConfig:
             (all(v >= 0 for v in self.weight_decay_grid),
              f"--weight-decay-grid {self.weight_decay_grid}: weight decays must be non-negative"),
             (self.epochs >= 0, f"--epochs must be non-negative, got {self.epochs}"),
-            (self.workers_per_trial >= 1, f"--workers-per-trial must be at least 1, got {self.workers_per_trial}"),
+            (self.workers_per_trial >= 0, f"--workers-per-trial must be non-negative, got {self.workers_per_trial}"),
             (self.num_samples >= 1, f"--num-samples must be at least 1, got {self.num_samples}"),
             (self.max_concurrent >= 0, f"--max-concurrent must be non-negative, got {self.max_concurrent}"),
             (self.grace_period >= 1, f"--grace-period must be at least 1, got {self.grace_period}"),
@@ -151,9 +170,7 @@ class SweepConfig:
              "--seeds trains one fixed config: set its --lr/--weight-decay in --train-args, not a grid"),
             (len(set(seeds)) == len(seeds), f"--seeds {self.seeds!r} repeats a seed"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
+        require(checks)
 
     @property
     def seed_list(self) -> tuple[int, ...]:
@@ -210,9 +227,7 @@ class EnsembleConfig:
             (self.epochs >= 0, f"--epochs must be non-negative, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
+        require(checks)
 
 
 # What `make ensemble` runs: seven short members on the embedded digits, trained and
@@ -227,3 +242,23 @@ ENSEMBLE_PRESETS: dict[str, dict[str, Any]] = {
         "experiment": "alexnet-digits-ensemble",
     },
 }
+
+
+@dataclass
+class PredictConfig:
+    run: str = _f("", "MLflow run id of a training run or of an ensemble run (jobs/ensemble.py)")
+    images: str = _f("", "a folder of images to classify (searched recursively)")
+    data: str = _f("", "or: a prepared data directory whose --split is scored with Ray Data")
+    split: str = _f("val", "--data: the split to score")
+    eval_crop: Literal["center", "ten"] = _f("center", "centre 224 crop, or 10 crops averaged")
+    out: str = _f("predictions.csv", "CSV to write: top-5 classes and probabilities per image")
+    batch_size: int = _f(64, "images per batch")
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "--data: auto uses GPUs when the cluster has them")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (bool(self.run), "--run is required: the MLflow run id of a training or ensemble run"),
+            (bool(self.images) != bool(self.data), "pass exactly one of --images DIR or --data DIR"),
+            (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
+        ]
+        require(checks)

@@ -17,9 +17,10 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from alexnet.data.manifest import IMAGENET_MEAN
 from alexnet.errors import UserError
-from alexnet.tracking import PARENT_TAG
 from alexnet.model import AlexNet
+from alexnet.tracking import PARENT_TAG
 
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.pt"
 CLASSES_ARTIFACT = "classes.json"
@@ -33,6 +34,7 @@ class Member:
     classes: list[str]
     model_args: dict[str, Any]
     weights: dict[str, torch.Tensor]
+    rgb_mean: list[float]  # of the training set: the network's inputs are centred on it
 
     def build(self) -> AlexNet:
         model = AlexNet(**self.model_args)
@@ -69,7 +71,8 @@ def load_member(client: MlflowClient, run_id: str) -> Member:
         state = torch.load(client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, tmp),
                            map_location="cpu", weights_only=False)
     return Member(run_id=run_id, name=run.info.run_name or run_id, seed=int(run.data.params.get("seed", -1)),
-                  classes=list(classes), model_args=state["model_args"], weights=state["model"])
+                  classes=list(classes), model_args=state["model_args"], weights=state["model"],
+                  rgb_mean=list(state.get("rgb_mean") or IMAGENET_MEAN))
 
 
 def check_classes(members: list[Member], classes: list[str], data: str) -> None:

@@ -46,3 +46,19 @@ def sweep_curves(curves: Mapping[str, Any], path: str | Path, title: str = "") -
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def ensemble_curve(prefix_errors: list[list[float]], path: str | Path, title: str = "") -> Path:
+    """Top-1 and top-5 error of the ensemble of the first k members, k = 1..N."""
+    ks = list(range(1, len(prefix_errors) + 1))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for col, label in ((0, "top-1"), (1, "top-5")):
+        ax.plot(ks, [e[col] for e in prefix_errors], marker="o", label=label)
+    ax.set(xlabel="members averaged", ylabel="validation error (%)", title=title or "ensemble")
+    ax.set_xticks(ks)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

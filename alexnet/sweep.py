@@ -61,7 +61,7 @@ def base_train_config(cfg: SweepConfig, train: TrainConfig) -> TrainConfig:
     """What every trial shares: the training config with the sweep's data, epochs,
     workers and experiment, and with paths made absolute (trials run elsewhere)."""
     return replace(train, data=str(resolve_path(cfg.data)), epochs=cfg.epochs or train.epochs,
-                   workers=cfg.workers_per_trial, experiment=cfg.experiment,
+                   workers=cfg.workers_per_trial or train.workers, experiment=cfg.experiment,
                    storage=storage_uri(cfg.storage), name="")
 
 
@@ -76,12 +76,12 @@ def search_space(cfg: SweepConfig, base: TrainConfig) -> dict[str, Any]:
     }
 
 
-def concurrency(cfg: SweepConfig, cluster: dict[str, float]) -> int:
+def concurrency(cfg: SweepConfig, workers: int, cluster: dict[str, float]) -> int:
     """GPU trials run side by side; CPU trials one at a time, since each one already
     uses every core (and two would leave Ray Data no CPU)."""
     if cfg.max_concurrent:
         return cfg.max_concurrent
-    return max(1, int(cluster.get("GPU", 0) // cfg.workers_per_trial))
+    return max(1, int(cluster.get("GPU", 0) // workers))
 
 
 class EpochsToTune(TuneReportCallback):
@@ -112,7 +112,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], parent_run_id: str, 
 
 
 def build_tuner(cfg: SweepConfig, base: TrainConfig, name: str, parent_run_id: str) -> tune.Tuner:
-    concurrent = concurrency(cfg, ray.cluster_resources())
+    concurrent = concurrency(cfg, base.workers, ray.cluster_resources())
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=asdict(base), parent_run_id=parent_run_id, sweep_name=name,
                              cluster_share=1.0 / concurrent),

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param
@@ -104,3 +105,20 @@ def log_epoch(c: MlflowClient, run_id: str, epoch: int, metrics: dict[str, float
     now = int(time.time() * 1000)
     c.log_batch(run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()])
     return True
+
+
+def log_pytorch_model(run_id: str, model: Any, name: str = "model", metadata: dict | None = None) -> str:
+    """Log `model` as an MLflow PyTorch model of run `run_id`, loadable anywhere with
+    ``mlflow.pytorch.load_model(f"runs:/{run_id}/model")``: the `alexnet` package travels
+    with it (code_paths), so loading needs torch and mlflow, not this project."""
+    import mlflow.pytorch
+    import torch
+
+    import alexnet
+
+    torch_version = torch.__version__.split("+")[0]
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        info = mlflow.pytorch.log_model(
+            model, name=name, code_paths=[str(Path(alexnet.__file__).parent)], serialization_format="pickle",
+            pip_requirements=[f"torch=={torch_version}", f"mlflow=={mlflow.__version__}"], metadata=metadata)
+    return info.model_uri

@@ -20,6 +20,7 @@ from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
 from alexnet.data.pipeline import DataResources, plan_resources, train_dataset
 from alexnet.errors import UserError
+from alexnet.model import AlexNet
 from alexnet.plots import training_curves
 from alexnet.worker import CHECKPOINT_FILE, train_func_per_worker
 
@@ -133,8 +134,12 @@ def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,
     )
     try:
         result = trainer.fit()
-    except BaseException:
+    except BaseException as e:
         client.set_terminated(run_id, "FAILED")
+        if "No space left on device" in str(e):
+            raise UserError(f"--storage {cfg.storage}: the disk filled up while writing a checkpoint. "
+                            f"The last good checkpoint is intact; free space and rerun with --name {name} "
+                            "to resume from it") from e
         raise
     outcome = record_result(client, run_id, name, result, data_root)
     client.set_terminated(run_id, "FINISHED")
@@ -143,7 +148,8 @@ def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,
 
 def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,
                   data_root: Path) -> TrainOutcome:
-    """Artifacts: the final checkpoint, the class list, the training curves."""
+    """Artifacts: the final checkpoint, the model as an MLflow PyTorch model, the class
+    list, the training curves."""
     client.log_artifact(run_id, str(data_root / mf.CLASSES))
     checkpoint_dir = None
     if result.checkpoint is not None:
@@ -151,6 +157,10 @@ def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,
             state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
             client.log_artifacts(run_id, d, "checkpoint")
         checkpoint_dir = result.checkpoint.path
+        model = AlexNet(**state["model_args"])
+        model.load_state_dict(state["model"])
+        tracking.log_pytorch_model(run_id, model.eval(), metadata={
+            "input": "float32 NCHW 224x224, RGB in 0-255 minus rgb_mean", "rgb_mean": state.get("rgb_mean")})
         with tempfile.TemporaryDirectory() as tmp:
             png = training_curves(state["history"], Path(tmp) / "training_curves.png", title=name)
             client.log_artifact(run_id, str(png))

@@ -168,14 +168,15 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
             say(f"[train] epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f} "
                 f"val top-1 {metrics['val_top1_err']:.2f}% top-5 {metrics['val_top5_err']:.2f}% "
                 f"{metrics['images_per_sec']:.1f} img/s, input stall {metrics['input_stall_frac']:.0%}")
-        report(model, optimizer, schedule, epoch, history, metrics, cfg, manifest.num_classes, rank)
+        report(model, optimizer, schedule, epoch, history, metrics, cfg, manifest.num_classes, manifest.rgb_mean,
+               rank)
         if mlflow_client is not None:  # after the checkpoint is safe: no epoch is logged twice
             tracking.log_epoch(mlflow_client, config["run_id"], epoch, metrics)
 
 
 def report(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
            epoch: int, history: list[dict], metrics: dict[str, float], cfg: TrainConfig,
-           num_classes: int, rank: int) -> None:
+           num_classes: int, rgb_mean: list[float], rank: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:
@@ -183,7 +184,7 @@ def report(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: L
             save_checkpoint(tmp, {
                 "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "epoch": epoch + 1, "history": history,
-                "config": asdict(cfg), "model_args": model_args(cfg, num_classes),
+                "config": asdict(cfg), "model_args": model_args(cfg, num_classes), "rgb_mean": rgb_mean,
             })
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report({**metrics, "epoch": epoch + 1}, checkpoint=checkpoint)

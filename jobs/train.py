@@ -10,13 +10,10 @@ its last epoch checkpoint and continues the same MLflow run.
 
 from __future__ import annotations
 
-import sys
-
 import ray
 
 from alexnet import cli
 from alexnet.config import PRESETS, TrainConfig
-from alexnet.errors import UserError
 from alexnet.trainer import fit, preflight
 
 
@@ -35,7 +32,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -13,31 +13,17 @@ kept; unfinished ones continue from their last epoch checkpoint, in the same MLf
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 import ray
 
 from alexnet import cli
-from alexnet.config import PRESETS, SWEEP_PRESETS, SweepConfig, TrainConfig
-from alexnet.errors import UserError
+from alexnet.config import SWEEP_PRESETS, SweepConfig, train_config_for
 from alexnet.sweep import sweep
 from alexnet.trainer import preflight
 
 
-def train_config(cfg: SweepConfig) -> TrainConfig:
-    """The training config every trial starts from: --train-preset, then --train-args."""
-    argv = shlex.split(cfg.train_args) + ["--data", cfg.data]
-    if cfg.train_preset:
-        if cfg.train_preset not in PRESETS:
-            raise UserError(f"--train-preset {cfg.train_preset!r} is not one of {sorted(PRESETS)}")
-        argv = ["--preset", cfg.train_preset, *argv]
-    return cli.parse(TrainConfig, "--train-args of jobs/tune.py", argv, presets=PRESETS)
-
-
 def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(SweepConfig, __doc__, argv, presets=SWEEP_PRESETS, config_file=True)
-    train = train_config(cfg)
+    train = train_config_for(cfg.data, cfg.train_preset, cfg.train_args)
     print(f"[tune] config:\n{cli.describe(cfg)}", flush=True)
     preflight(train)  # bad data or an unreachable tracking server fail before Ray starts
     ray.init()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
@@ -51,7 +37,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -68,3 +68,16 @@ def data_copy(tiny_data: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "data"
     shutil.copytree(tiny_data, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def trained_ensemble(ray_session, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Two members (seeds 0 and 1) trained for one epoch through the seed mode of the
+    sweep, then assembled: real runs that the ensemble and prediction tests share."""
+    from alexnet.assemble import assemble
+    from alexnet.config import EnsembleConfig
+
+    storage = tmp_path_factory.mktemp("ensemble-runs")
+    return assemble(EnsembleConfig(data=str(tiny_data), members=2, train=True, epochs=1,
+                                   train_args="--batch-size 8 --bias-init caffe --log-every 4",
+                                   name="ens-test", experiment="test-ensemble", storage=str(storage)))

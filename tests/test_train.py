@@ -3,7 +3,9 @@
 from dataclasses import replace
 from pathlib import Path
 
+import mlflow.pytorch
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from alexnet import tracking
@@ -34,6 +36,8 @@ def test_two_workers_train_and_log_to_mlflow_then_resume(ray_session, config: Tr
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"classes.json", "checkpoint", "training_curves.png"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")] == ["checkpoint/checkpoint.pt"]
+    model = mlflow.pytorch.load_model(f"runs:/{outcome.run_id}/model")  # the MLflow PyTorch model
+    assert model(torch.zeros(2, 3, 224, 224)).shape == (2, 3)
 
     # The same name again, with more epochs: the same MLflow run continues from epoch 1.
     resumed = fit(replace(config, epochs=2))

@@ -1,0 +1,91 @@
+"""Classify images with a trained run or an ensemble run, preprocessed as validation is:
+shorter side to 256, the centre 256x256 square, then its centre 224 crop or ten crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from alexnet import members as mb
+from alexnet.data.augment import center_crop
+from alexnet.data.images import load_as_rgb_square
+from alexnet.ensemble import MemberScorer, Merge, Tally, merged
+from alexnet.errors import UserError
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def resolve_members(client: MlflowClient, run_id: str) -> tuple[list[mb.Member], Merge]:
+    """A training run is one member; an ensemble run (jobs/ensemble.py) brings its
+    members and its merge rule."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as e:
+        raise UserError(f"--run {run_id}: no such MLflow run at {client.tracking_uri}; check the id and "
+                        "MLFLOW_TRACKING_URI") from e
+    ids, merge = [run_id], "prob"
+    if "member_run_ids" in run.data.params:
+        ids, merge = run.data.params["member_run_ids"].split(","), run.data.params.get("merge", "prob")
+    members = [mb.load_member(client, i) for i in ids]
+    mb.check_classes(members, members[0].classes, f"member {ids[0]}")
+    return members, merge  # type: ignore[return-value]
+
+
+def list_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise UserError(f"--images {folder}: not a directory; pass a folder of images")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise UserError(f"--images {folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
+    return paths
+
+
+def top5_columns(probs: torch.Tensor, classes: list[str]) -> dict[str, list]:
+    top = probs.topk(min(5, probs.shape[1]), dim=1)
+    cols: dict[str, list] = {}
+    for j in range(top.indices.shape[1]):
+        cols[f"class_{j + 1}"] = [classes[i] for i in top.indices[:, j].tolist()]
+        cols[f"prob_{j + 1}"] = top.values[:, j].tolist()
+    return cols
+
+
+def classify_folder(members: list[mb.Member], merge: Merge, folder: Path, crop: str = "center",
+                    batch_size: int = 64) -> pd.DataFrame:
+    """One row per file: its top-5 classes and probabilities, or the reason it could not
+    be read (such files are kept in the output, never dropped)."""
+    scorer = MemberScorer(members, logits=merge == "logits")
+    paths, frames = list_images(folder), []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        images, ok, errors = [], [], {}
+        for p in chunk:
+            try:
+                square = load_as_rgb_square(p.read_bytes())
+                images.append(center_crop(square) if crop == "center" else square)
+                ok.append(p)
+            except Exception as e:  # noqa: BLE001 - any unreadable file is reported, not fatal
+                errors[p] = f"{type(e).__name__}: {e}".splitlines()[0]
+        frame = pd.DataFrame({"image": [str(p.relative_to(folder)) for p in chunk]})
+        if ok:
+            probs = merged(torch.from_numpy(scorer.scores(np.stack(images))), merge)
+            scored = pd.DataFrame({"image": [str(p.relative_to(folder)) for p in ok],
+                                   **top5_columns(probs, members[0].classes)})
+            frame = frame.merge(scored, on="image", how="left")
+        frame["error"] = [errors.get(p, "") for p in chunk]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def shard_predictions(t: Tally, ids: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """The merged top-5 of a scored split, with class names, one row per image."""
+    preds = pd.concat(t.predictions, ignore_index=True).merge(ids, on="index", how="left").sort_values("index")
+    out = {"image": preds["image_id"].tolist(), "label": [classes[i] for i in preds["label"]]}
+    for j in range(5):
+        out[f"class_{j + 1}"] = [classes[t5[j]] if j < len(t5) and t5[j] >= 0 else "" for t5 in preds["top5"]]
+        out[f"prob_{j + 1}"] = [float(p[j]) if j < len(p) else 0.0 for p in preds["top5_prob"]]
+    return pd.DataFrame(out)

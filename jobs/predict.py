@@ -1,0 +1,54 @@
+"""Classify images with a trained model (a training run) or an ensemble (an ensemble run),
+using the validation preprocessing, and write the top-5 classes and probabilities as CSV.
+
+    python jobs/predict.py --run RUN_ID --images photos/               # a folder, in-process
+    python jobs/predict.py --run ENSEMBLE_RUN_ID --images photos/ --eval-crop ten
+    python jobs/predict.py --run RUN_ID --data /data/shards --split val  # shards, with Ray Data
+
+Files that cannot be read stay in the CSV with the reason in its `error` column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+
+from alexnet import cli, tracking
+from alexnet.config import PredictConfig
+from alexnet.data import manifest as mf
+from alexnet.ensemble import image_ids, score, tally
+from alexnet.errors import UserError
+from alexnet.predict import classify_folder, resolve_members, shard_predictions
+from alexnet.trainer import resolve_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = cli.parse(PredictConfig, __doc__, argv)
+    print(f"[predict] config:\n{cli.describe(cfg)}", flush=True)
+    tracking.check_reachable(tracking.tracking_uri())
+    members, merge = resolve_members(tracking.client(), cfg.run)
+    print(f"[predict] {len(members)} model(s) from run {cfg.run}, merging {merge}", flush=True)
+    if cfg.images:
+        preds = classify_folder(members, merge, Path(cfg.images), cfg.eval_crop, cfg.batch_size)
+        bad = int((preds["error"] != "").sum())
+        summary = f"{len(preds)} image(s), {bad} unreadable (see the error column)" if bad else f"{len(preds)} image(s)"
+    else:
+        root = resolve_path(cfg.data)
+        manifest, classes = mf.load(root)
+        if cfg.split not in manifest.splits:
+            raise UserError(f"--split {cfg.split}: {root} has only {sorted(manifest.splits)}")
+        if not ray.is_initialized():
+            ray.init()
+        ds = score(str(root), manifest, members, merge, cfg.eval_crop, cfg.batch_size, cfg.device, split=cfg.split)
+        t = tally(ds.iter_batches(batch_size=cfg.batch_size, batch_format="numpy"), len(members), merge)
+        preds = shard_predictions(t, image_ids(str(root), manifest, cfg.split), members[0].classes)
+        top1, top5 = t.errors()["prefixes"][-1]
+        summary = f"{t.images} image(s) of {cfg.split}: top-1 error {top1:.2f}%, top-5 error {top5:.2f}%"
+    preds.to_csv(cfg.out, index=False)
+    print(f"[predict] {summary}; wrote {cfg.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

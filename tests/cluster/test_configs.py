@@ -1,0 +1,110 @@
+"""The cluster configs are real files users apply: they must parse, validate, name jobs
+and flags that exist, and ask for the resources their jobs' flags need."""
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import ray
+import yaml
+from ray.runtime_env import RuntimeEnv
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = ROOT / "cluster"
+
+
+def pinned(package: str) -> str:
+    line = next(x for x in (ROOT / "requirements.txt").read_text().splitlines() if x.startswith(package))
+    return line.split("==")[1].strip()
+
+
+def job_flags(script: str) -> set[str]:
+    """The flags a job's --help lists."""
+    out = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return set(re.findall(r"--[a-z][a-z0-9-]*", out.stdout))
+
+
+def parse_command(argv: list[str]) -> tuple[str, dict[str, str]]:
+    """'python .../jobs/x.py --a 1 --b' -> ('jobs/x.py', {'--a': '1', '--b': ''})."""
+    script = argv[argv.index("python") + 1]
+    script = "jobs/" + script.split("/jobs/")[-1] if "/jobs/" in script else script
+    flags, rest = {}, argv[argv.index("python") + 2:]
+    for i, token in enumerate(rest):
+        if token.startswith("--"):
+            nxt = rest[i + 1] if i + 1 < len(rest) else ""
+            flags[token] = "" if nxt.startswith("--") else nxt
+    return script, flags
+
+
+def check_job(script: str, flags: dict[str, str]) -> None:
+    assert (ROOT / script).is_file(), script
+    unknown = set(flags) - job_flags(script)
+    assert not unknown, f"{script} has no flags {unknown}"
+    workers = int(flags.get("--workers", 1))
+    assert int(flags.get("--batch-size", 128)) % workers == 0
+
+
+def launcher_submit_command(text: str) -> list[str]:
+    """The `ray job submit ... -- python jobs/...` command in the config's header comment."""
+    lines = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("ray job submit"))
+    command = []
+    for line in lines[start:]:
+        command.append(line.rstrip("\\").strip())
+        if not line.endswith("\\"):
+            break
+    return shlex.split(" ".join(command))
+
+
+def test_launcher_config_is_valid_and_fits_its_training_command() -> None:
+    text = (CLUSTER / "aws-gpu.yaml").read_text()
+    config = yaml.safe_load(text)
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    jsonschema.validate(config, schema)
+    assert config["docker"]["image"].startswith(f"rayproject/ray:{pinned('ray')}-")
+    assert f'"torch=={pinned("torch")}"' in " ".join(config["setup_commands"])
+
+    script, flags = parse_command(launcher_submit_command(text))
+    assert script == "jobs/train.py"
+    check_job(script, flags)
+    types = config["available_node_types"]
+    gpus = sum(t.get("min_workers", 0) * t["resources"].get("GPU", 0) for t in types.values())
+    assert int(flags["--workers"]) <= gpus, "the training workers need one GPU each"
+    assert any(t["resources"].get("GPU", 0) == 0 and t["resources"].get("CPU", 0) >= 32
+               for name, t in types.items() if name != config["head_node_type"]), "CPU nodes for augmentation"
+
+
+def test_rayjob_manifest_names_a_real_job_and_enough_gpus() -> None:
+    job = yaml.safe_load((CLUSTER / "kuberay-rayjob.yaml").read_text())
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    spec = job["spec"]
+    script, flags = parse_command(shlex.split(spec["entrypoint"]))
+    assert script == "jobs/train.py"
+    check_job(script, flags)
+    env = yaml.safe_load(spec["runtimeEnvYAML"])
+    assert env["working_dir"] == "/app"  # the project's place in the image; this checkout stands in for it
+    RuntimeEnv(**{**env, "working_dir": str(ROOT)})  # Ray's own validation
+    cluster = spec["rayClusterSpec"]
+    assert cluster["rayVersion"] == pinned("ray")
+    groups = cluster["workerGroupSpecs"]
+    limits = [(g["replicas"], g["template"]["spec"]["containers"][0]["resources"]["limits"]) for g in groups]
+    gpus = sum(n * int(lim.get("nvidia.com/gpu", 0)) for n, lim in limits)
+    assert int(flags["--workers"]) <= gpus
+    assert any("nvidia.com/gpu" not in lim and int(lim["cpu"]) >= 32 for _, lim in limits)
+    for g in groups:  # every worker reads --data from the same mount
+        mounts = {m["mountPath"] for m in g["template"]["spec"]["containers"][0].get("volumeMounts", [])}
+        assert flags["--data"].startswith(tuple(mounts)), g["groupName"]
+
+
+@pytest.mark.parametrize("path", ["runtime_env.yaml"])
+def test_runtime_env_is_valid_and_leaves_large_folders_behind(path: str) -> None:
+    env = yaml.safe_load((CLUSTER / path).read_text())
+    RuntimeEnv(**env)
+    assert {".venv/", "data/", "runs/", "mlruns/", "mlruns.db"} <= set(env["excludes"])
