@@ -115,3 +115,12 @@ def test_flat_validation_folder_without_labels_is_refused(tiny_src: Path, tmp_pa
 def test_missing_train_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"--src .*no train/ folder"):
         prepare(tmp_path, tmp_path / "out")
+
+
+def test_validation_classes_missing_from_train_are_refused(tiny_src: Path, tmp_path: Path) -> None:
+    src = tmp_path / "mismatch"
+    shutil.copytree(tiny_src, src)
+    first = sorted((src / "val").iterdir())[0]
+    first.rename(src / "val" / "n99999999")
+    with pytest.raises(UserError, match=r"1 validation classes are not among train/'s classes \(first: n99999999\)"):
+        prepare(src, tmp_path / "out")
