@@ -56,7 +56,7 @@ submit: data  ## submit jobs/train.py to the local head and follow its logs (ARG
 	$(RAY) job submit --address $(DASH) --working-dir . -- \
 		python jobs/train.py --data $(abspath $(DATA)) $(or $(ARGS),$(SUBMIT_ARGS))
 
-cluster-run: data  ## the three above in one: start a head, submit (logs followed), stop the head even on failure
+cluster-run: data  ## cluster-up, submit (logs followed) and cluster-down in one; the head stops even when the job fails
 	$(MAKE) cluster-up
 	$(MAKE) submit; status=$$?; $(MAKE) cluster-down; exit $$status
 
