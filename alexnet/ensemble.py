@@ -90,8 +90,11 @@ def member_probs(scores: torch.Tensor, merge: Merge) -> torch.Tensor:
 
 def merged(scores: torch.Tensor, merge: Merge) -> torch.Tensor:
     """(B, k, classes) member scores -> (B, classes) ensemble probabilities."""
-    mean = scores.mean(1)
-    return mean.softmax(-1) if merge == "logits" else mean
+    return as_probs(scores.mean(1), merge)
+
+
+def as_probs(mean_scores: torch.Tensor, merge: Merge) -> torch.Tensor:
+    return mean_scores.softmax(-1) if merge == "logits" else mean_scores
 
 
 @dataclass
@@ -111,11 +114,12 @@ class Tally:
     def add(self, batch: dict[str, np.ndarray], merge: Merge) -> None:
         scores = torch.from_numpy(np.asarray(batch["scores"], dtype=np.float32))
         label, valid = torch.from_numpy(batch["label"]), torch.from_numpy(batch["valid"])
-        probs = member_probs(scores, merge)
+        probs, running = member_probs(scores, merge), scores.cumsum(1)
         for i in range(self.members):
             self.member_correct[i] += topk_correct(probs[:, i], label, mask=valid)
-            self.prefix_correct[i] += topk_correct(merged(scores[:, : i + 1], merge), label, mask=valid)
-        ensemble = merged(scores, merge)
+            prefix = as_probs(running[:, i] / (i + 1), merge)  # the first i + 1 members merged
+            self.prefix_correct[i] += topk_correct(prefix, label, mask=valid)
+        ensemble = prefix
         top = ensemble.topk(min(5, ensemble.shape[1]), dim=1)
         top_idx = torch.where(valid.view(-1, 1), top.indices, torch.full_like(top.indices, -1))  # undecodable
         top_p = torch.where(valid.view(-1, 1), top.values, torch.zeros_like(top.values))

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from alexnet import members as mb
 from alexnet.data.augment import center_crop
 from alexnet.data.images import load_as_rgb_square
-from alexnet.ensemble import MemberScorer, Merge, Tally, merged
+from alexnet.ensemble import MemberScorer, Merge, Tally, merged, predictions_frame
 from alexnet.errors import UserError
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -83,9 +83,9 @@ def classify_folder(members: list[mb.Member], merge: Merge, folder: Path, crop: 
 
 def shard_predictions(t: Tally, ids: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     """The merged top-5 of a scored split, with class names, one row per image."""
-    preds = pd.concat(t.predictions, ignore_index=True).merge(ids, on="index", how="left").sort_values("index")
+    preds = predictions_frame(t, ids)
     out = {"image": preds["image_id"].tolist(), "label": [classes[i] for i in preds["label"]]}
     for j in range(5):
         out[f"class_{j + 1}"] = [classes[t5[j]] if j < len(t5) and t5[j] >= 0 else "" for t5 in preds["top5"]]
-        out[f"prob_{j + 1}"] = [float(p[j]) if j < len(p) else 0.0 for p in preds["top5_prob"]]
+        out[f"prob_{j + 1}"] = [p[j] if j < len(p) else 0.0 for p in preds["top5_prob"]]
     return pd.DataFrame(out)
