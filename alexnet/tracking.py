@@ -41,8 +41,13 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlruns.db'}"
 
 
-def is_default_store(uri: str) -> bool:
-    return uri == f"sqlite:///{project_root() / 'mlruns.db'}"
+def local_artifact_root(uri: str) -> Path | None:
+    """Artifacts of a SQLite store go beside its file (``mlruns/`` next to ``mlruns.db``).
+    MLflow's own default is ``./mlruns`` under the current directory, which for a job
+    submitted with --working-dir is a temporary copy that Ray deletes."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).parent / "mlruns"
+    return None  # a tracking server decides where artifacts go
 
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
@@ -69,10 +74,8 @@ def experiment_id(c: MlflowClient, name: str) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = None
-    if is_default_store(c.tracking_uri):
-        location = (project_root() / "mlruns" / name).as_uri()
-    return c.create_experiment(name, artifact_location=location)
+    root = local_artifact_root(c.tracking_uri)
+    return c.create_experiment(name, artifact_location=(root / name).as_uri() if root else None)
 
 
 def find_run(c: MlflowClient, exp_id: str, run_name: str) -> str | None:
