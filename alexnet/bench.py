@@ -2,7 +2,7 @@
 
 decode  : libjpeg-turbo decode of the shards' JPEGs on one core (the ceiling)
 augment : the project's augmentation on one core, in-process (decode, crop, flip, PCA)
-pipeline: the Ray Data pipeline (shard reads, augmentation actors, iter_torch_batches)
+pipeline: the Ray Data pipeline (shard reads, augmentation actors, zero-copy torch batches)
 baseline: a torch DataLoader with torchvision transforms, per worker process
 model   : training steps of our AlexNet (grouped, ungrouped) and torchvision's alexnet
 
@@ -13,6 +13,7 @@ start-up (time to first batch) is reported on its own.
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,9 +26,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from alexnet.data import manifest as mf
-from alexnet.data.augment import CROP, TrainAugment
-from alexnet.data.images import decode_jpeg
-from alexnet.data.pipeline import DataResources, train_dataset
+from alexnet.data.augment import CROP, OUTPUT_ROWS, TrainAugment
+from alexnet.data.batches import torch_blocks
+from alexnet.data.images import decode_buffer, decode_jpeg
+from alexnet.data.pipeline import AUGMENT_BATCH, DataResources, train_dataset
 from alexnet.model import AlexNet
 
 
@@ -48,7 +50,7 @@ def rate(fn: Callable[[], int], min_seconds: float) -> float:
 
 def decode_per_core(jpegs: list[bytes], min_seconds: float) -> float:
     """The ceiling: decode only, into one reused buffer (the fastest way there is)."""
-    buffer = np.empty(256 * 256 * 3, np.uint8)
+    buffer = decode_buffer()
 
     def run() -> int:
         for data in jpegs:
@@ -59,13 +61,16 @@ def decode_per_core(jpegs: list[bytes], min_seconds: float) -> float:
 
 
 def augment_per_core(jpegs: list[bytes], manifest: mf.Manifest, min_seconds: float) -> float:
+    """The actors' own code with the actors' batch size, called in this process."""
     aug = TrainAugment(manifest.pca_eigval, manifest.pca_eigvec, seed=0)
-    batches = [np.array(jpegs[i:i + 64], dtype=object) for i in range(0, len(jpegs), 64)]
+    step = AUGMENT_BATCH
+    batches = [np.array(jpegs[i:i + step], dtype=object) for i in range(0, len(jpegs), step)]
     labels = [np.zeros(len(b), np.int64) for b in batches]
 
     def run() -> int:
         for b, y in zip(batches, labels, strict=True):
-            aug({"image": b, "label": y})
+            for _ in aug({"image": b, "label": y}):
+                pass
         return len(jpegs)
     return rate(run, min_seconds)
 
@@ -113,36 +118,66 @@ class PipelineResult:
     first_batch_s: float
     images: int
     cpus: float
+    cold_img_per_sec: float  # the first execution, while the object store is still being paged in
+    iter_torch_batches_img_per_sec: float  # the same stream through Ray's fixed-size batches
+
+
+def repeated(manifest: mf.Manifest, min_images: int) -> mf.Manifest:
+    """The manifest with its training shards listed as many times as it takes to pass
+    `min_images` (at least twice), so that one execution streams them all."""
+    train = manifest.splits["train"]
+    passes = max(2, -(-min_images // train.images))
+    return replace(manifest, splits={**manifest.splits, "train": mf.SplitInfo(
+        train.images * passes, 0, train.shards * passes)})
+
+
+def stream(root: str, manifest: mf.Manifest, res: DataResources, min_images: int,
+           blocks: bool = True) -> tuple[float, float, int]:
+    """One execution of the training pipeline into a consumer that touches every batch:
+    (seconds to the first batch, images/sec after it, images after it). Batches are the
+    blocks themselves (`torch_blocks`) or Ray's `iter_torch_batches` of `OUTPUT_ROWS`."""
+    ds = train_dataset(root, repeated(manifest, min_images), res, seed=0)
+    batches = torch_blocks(ds) if blocks else ds.iter_torch_batches(batch_size=OUTPUT_ROWS, prefetch_batches=4)
+    start = time.perf_counter()
+    first_batch_s, images = 0.0, 0
+    for batch in batches:
+        batch["image"][:, 0, 0, 0].sum()  # touch the batch
+        if not first_batch_s:
+            first_batch_s = time.perf_counter() - start
+            continue
+        images += int(batch["image"].shape[0])
+    return first_batch_s, images / (time.perf_counter() - start - first_batch_s), images
 
 
 def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images: int,
-                        batch_size: int = 128) -> PipelineResult:
+                        warmup_images: int = 0) -> PipelineResult:
     """The Ray Data pipeline on a local Ray limited to `cpus` CPUs, all of them for the
-    input (one augmentation actor per CPU, a quarter CPU for shard reads). The shards are
-    streamed as many times as it takes to pass `min_images`, in one execution, so actor
-    start-up is paid once: it is reported as the time to the first batch, and the rate
-    counts only what follows it."""
-    min_images = max(min_images, 10 * batch_size)  # the first batch is not counted
-    passes = max(2, -(-min_images // manifest.splits["train"].images))
-    train = manifest.splits["train"]
-    repeated = replace(manifest, splits={**manifest.splits, "train": mf.SplitInfo(
-        train.images * passes, 0, train.shards * passes)})
+    input (one augmentation actor per CPU, a quarter CPU for shard reads). With fewer
+    CPUs than the machine has, Ray and its workers (and this consumer) are pinned to that
+    many cores; Ray's CPU count alone is only a scheduling label.
+
+    The first execution in a fresh Ray runs at about half speed: each page of the
+    object store is zero-filled by the kernel the first time a block lands on it. A
+    training run pays that once, for its first few GB; the benchmark pays it in a warm-up
+    execution of `warmup_images` (0: enough to fill the object store once), reports that
+    execution's start-up and rate apart, and measures the steady state in a second one,
+    counting only what follows its first batch. A third execution measures the same
+    stream through `iter_torch_batches`, for comparison."""
+    cores = sorted(os.sched_getaffinity(0))
+    if cpus < len(cores):  # Ray's processes inherit this: the pipeline really gets `cpus` cores
+        os.sched_setaffinity(0, cores[:cpus])
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
         res = DataResources(augment_actors=cpus, augment_cpus=(cpus - 0.25) / cpus, read_cpus=0.25)
-        start = time.perf_counter()
-        first_batch_s, steady_from, images = 0.0, 0.0, 0
-        for batch in train_dataset(root, repeated, res, seed=0).iter_torch_batches(
-                batch_size=batch_size, prefetch_batches=4):
-            batch["image"][:, 0, 0, 0].sum()  # touch the batch
-            if not first_batch_s:
-                first_batch_s = steady_from = time.perf_counter() - start
-                continue
-            images += int(batch["image"].shape[0])
-        elapsed = time.perf_counter() - start - steady_from
-        return PipelineResult(images / elapsed, first_batch_s, images, cpus)
+        store_bytes = ray.cluster_resources().get("object_store_memory", 0)
+        warmup_images = warmup_images or int(store_bytes // (CROP * CROP * 3)) + 1
+        first_batch_s, cold_rate, _ = stream(root, manifest, res, warmup_images)
+        _, rate, images = stream(root, manifest, res, max(min_images, 2 * OUTPUT_ROWS))
+        _, ray_batches_rate, _ = stream(root, manifest, res, max(min_images, 2 * OUTPUT_ROWS), blocks=False)
+        return PipelineResult(rate, first_batch_s, images, cpus, cold_rate, ray_batches_rate)
     finally:
         ray.shutdown()
+        os.sched_setaffinity(0, cores)
 
 
 def training_step_rate(model: torch.nn.Module, device: torch.device, batch: int, steps: int,

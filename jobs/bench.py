@@ -28,8 +28,10 @@ class BenchConfig:
     images: int = field(default=1024, metadata={"help": "images decoded per in-process pass"})
     seconds: float = field(default=5.0, metadata={"help": "minimum seconds per in-process measurement"})
     pipeline_cpus: int = field(default=0, metadata={"help": "CPUs for the Ray Data pipeline (0 = all)"})
-    pipeline_images: int = field(default=20_000, metadata={
+    pipeline_images: int = field(default=40_000, metadata={
         "help": "images streamed through the pipeline per measurement (start-up is reported apart)"})
+    pipeline_warmup: int = field(default=0, metadata={
+        "help": "images in the pipeline's warm-up execution (0 = enough to fill the object store once)"})
     scaling: bool = field(default=False, metadata={"help": "repeat the pipeline for 1..N CPUs"})
     model_batch: int = field(default=0, metadata={"help": "batch for the model step (0 = 32 on CPU, 256 on GPU)"})
     model_steps: int = field(default=0, metadata={"help": "timed steps per model (0 = 3 on CPU, 50 on GPU)"})
@@ -39,6 +41,8 @@ class BenchConfig:
             raise UserError(f"--images must be at least 64, got {self.images}")
         if self.pipeline_images < 1:
             raise UserError(f"--pipeline-images must be positive, got {self.pipeline_images}")
+        if self.pipeline_warmup < 0:
+            raise UserError(f"--pipeline-warmup must be 0 (fill the object store) or more, got {self.pipeline_warmup}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     print("[bench] torchvision DataLoader baseline ...", flush=True)
     r["baseline_per_worker"] = bench.baseline_per_worker(jpegs, manifest, cfg.seconds)
     print(f"[bench] Ray Data pipeline on {cpus} CPUs ...", flush=True)
-    p = bench.pipeline_throughput(str(root), manifest, cpus, cfg.pipeline_images)
-    r.update(pipeline_img_per_sec=p.img_per_sec, pipeline_cpus=p.cpus,
-             pipeline_first_batch_s=p.first_batch_s, pipeline_images=p.images)
+    p = bench.pipeline_throughput(str(root), manifest, cpus, cfg.pipeline_images, cfg.pipeline_warmup)
+    r.update(pipeline_img_per_sec=p.img_per_sec, pipeline_cpus=p.cpus, pipeline_first_batch_s=p.first_batch_s,
+             pipeline_images=p.images, pipeline_cold_img_per_sec=p.cold_img_per_sec,
+             pipeline_iter_torch_batches_img_per_sec=p.iter_torch_batches_img_per_sec)
     if cfg.scaling:
-        r["scaling"] = {n: asdict(bench.pipeline_throughput(str(root), manifest, n, cfg.pipeline_images))
+        r["scaling"] = {n: asdict(bench.pipeline_throughput(str(root), manifest, n, cfg.pipeline_images,
+                                                            cfg.pipeline_warmup))
                         for n in range(1, cpus + 1)}
     print(f"[bench] model training step on {device} ...", flush=True)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -93,6 +99,10 @@ def print_table(r: dict) -> None:
         ("pipeline_img_per_sec", f"{r['pipeline_img_per_sec']:.0f} img/s",
          f"{r['ratios']['pipeline_over_augment_x_cpus']:.2f} x augment x {r['pipeline_cpus']:g} CPUs"),
         ("pipeline_first_batch_s", f"{r['pipeline_first_batch_s']:.1f} s", "start-up, not in the rate"),
+        ("pipeline_cold_img_per_sec", f"{r['pipeline_cold_img_per_sec']:.0f} img/s",
+         "first execution: object store pages still being zero-filled"),
+        ("pipeline_iter_torch_batches", f"{r['pipeline_iter_torch_batches_img_per_sec']:.0f} img/s",
+         "same stream through Ray's iter_torch_batches (copies batches)"),
     ]
     rows += [(f"model_step[{k}]", f"{v:.1f} img/s", r["device"]) for k, v in r["model_step_img_per_sec"].items()]
     for name, value, note in rows:

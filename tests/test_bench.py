@@ -7,14 +7,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"decode_per_core", "augment_per_core", "pipeline_img_per_sec", "pipeline_cpus",
-        "pipeline_first_batch_s", "baseline_per_worker", "model_step_img_per_sec", "device", "ratios"}
+        "pipeline_first_batch_s", "pipeline_cold_img_per_sec", "baseline_per_worker", "model_step_img_per_sec",
+        "pipeline_iter_torch_batches_img_per_sec", "device", "ratios"}
 
 
 def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "jobs/bench.py", "--data", str(tiny_data), "--json", str(out), "--seconds", "0.2",
-         "--pipeline-images", "100", "--pipeline-cpus", "1", "--model-batch", "2", "--model-steps", "1"],
+         "--pipeline-images", "100", "--pipeline-warmup", "100", "--pipeline-cpus", "1",
+         "--model-batch", "2", "--model-steps", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())

@@ -20,7 +20,7 @@ def load_batches(data: Path, split: str, n: int, corrupt: int = 0) -> list[dict[
     images = np.array(rows["image"][:n], dtype=object)
     images[:corrupt] = b"\xff\xd8 broken"
     batch = {"image": images, "label": np.array(rows["label"][:n]), "index": np.array(rows["index"][:n])}
-    out = (TrainAugment(manifest.pca_eigval, manifest.pca_eigvec, seed=0)(batch) if split == "train"
+    out = (TrainAugment(manifest.pca_eigval, manifest.pca_eigvec, seed=0).augment(batch) if split == "train"
            else eval_batch(batch))
     return [{k: torch.from_numpy(v) for k, v in out.items()}]
 

@@ -33,6 +33,19 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     return simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB")
 
 
+def decode_buffer(nbytes: int = SHARD_SIZE * SHARD_SIZE * 3) -> np.ndarray:
+    """A reusable decode target that starts 16 bytes past a 32-byte boundary.
+
+    Measured on this project's shards: into a 32-byte-aligned buffer libjpeg-turbo's
+    decode took 121 us instead of 106 us, and copying a crop out of it right after took
+    50 us instead of 10 us (the decoded pixels had not stayed in the cache). Whether
+    malloc returns such an address is chance, which had made augmentation throughput
+    jump by 30% between runs."""
+    raw = np.empty(nbytes + 32, np.uint8)
+    start = (16 - raw.ctypes.data) % 32
+    return raw[start:start + nbytes]
+
+
 def decode_jpeg(data: bytes, buffer: np.ndarray | None = None) -> np.ndarray:
     """Fastest decode the project has: libjpeg-turbo, fast DCT and upsampling. With a
     `buffer` (reused across calls) no new image array is allocated per decode."""

@@ -16,7 +16,8 @@ from ray.data import ActorPoolStrategy, Dataset
 from alexnet.data.augment import EvalCrop, TrainAugment, eval_batch
 from alexnet.data.manifest import Manifest
 
-AUGMENT_BATCH = 64  # rows per actor call: large enough to amortise the call, small enough to stream
+AUGMENT_BATCH = 512  # JPEGs per actor call, which yields them in blocks of OUTPUT_ROWS
+EVAL_BATCH = 64  # images per evaluation task call
 
 
 @dataclass(frozen=True)
@@ -75,4 +76,4 @@ def eval_dataset(root: str, manifest: Manifest, res: DataResources, crop: EvalCr
     """This rank's share of a split: rows with ``index % world == rank``."""
     ds = read_shards(manifest.shard_paths(root, split), ["image", "label", "index"], res, shuffle=False)
     return ds.map_batches(eval_batch, fn_kwargs={"crop": crop, "rank": rank, "world": world},
-                          num_cpus=res.read_cpus, batch_size=AUGMENT_BATCH)
+                          num_cpus=res.read_cpus, batch_size=EVAL_BATCH)

@@ -31,7 +31,7 @@ def test_random_crop_is_a_window_inside_the_image_at_every_position() -> None:
 def test_flip_bit_is_fair_and_the_device_mirrors_exactly_those_images() -> None:
     aug = TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=0)
     batch = {"image": np.array([encode_jpeg(coordinate_image())] * 200, dtype=object), "label": np.zeros(200)}
-    out = aug(batch)
+    out = aug.augment(batch)
     assert 70 < out["flip"].sum() < 130
     images, flip = torch.from_numpy(out["image"]), torch.from_numpy(out["flip"])
     x = to_input(images, torch.zeros(3), None, flip)
@@ -54,7 +54,7 @@ def test_pca_jitter_has_the_papers_distribution() -> None:
 def test_train_augment_batch_is_uint8_and_counts_undecodable_rows() -> None:
     good = encode_jpeg(coordinate_image())
     aug = TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=0)
-    out = aug({"image": np.array([good, b"not a jpeg", good[: len(good) // 3]], dtype=object),
+    out = aug.augment({"image": np.array([good, b"not a jpeg", good[: len(good) // 3]], dtype=object),
                "label": np.array([3, 4, 5])})
     assert out["image"].dtype == np.uint8 and out["image"].shape == (3, CROP, CROP, 3)
     assert out["offset"].shape == (3, 3)
@@ -62,10 +62,19 @@ def test_train_augment_batch_is_uint8_and_counts_undecodable_rows() -> None:
     assert not out["image"][1].any()
 
 
+def test_an_actor_call_yields_every_row_in_blocks_of_at_most_out_rows() -> None:
+    aug = TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=0, out_rows=4)
+    batch = {"image": np.array([encode_jpeg(coordinate_image())] * 10, dtype=object), "label": np.arange(10)}
+    blocks = list(aug(batch))
+    assert [len(b["image"]) for b in blocks] == [4, 4, 2]
+    assert np.concatenate([b["label"] for b in blocks]).tolist() == list(range(10))
+    assert all(b["image"].shape[1:] == (CROP, CROP, 3) and b["valid"].all() for b in blocks)
+
+
 def test_augmentation_differs_per_presentation() -> None:
     batch = {"image": np.array([encode_jpeg(coordinate_image())] * 8, dtype=object), "label": np.zeros(8)}
     aug = TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=1)
-    a, b = aug(batch), aug(batch)
+    a, b = aug.augment(batch), aug.augment(batch)
     assert not np.array_equal(a["offset"], b["offset"])
     assert not np.array_equal(a["image"], b["image"])
 
