@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/digits
 
-.PHONY: install data train tune ensemble test bench lint clean help cluster-up submit cluster-down cluster-run mlflow-ui
+.PHONY: install data train tune ensemble test bench bench-photos lint clean help cluster-up submit cluster-down cluster-run mlflow-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,12 @@ ensemble: data  ## train 7 members on the embedded default and assemble them (AR
 
 bench: data  ## measure decode, augmentation, the Ray Data pipeline and the model step (writes bench.json)
 	$(PY) jobs/bench.py --json bench.json --scaling
+
+data/photos/manifest.json: $(STAMP)
+	$(PY) jobs/prepare_data.py --photos 4000 --out data/photos
+
+bench-photos: data/photos/manifest.json  ## the same benchmark on photo-like JPEGs (windows of scikit-learn's sample photos)
+	$(PY) jobs/bench.py --data data/photos --json bench-photos.json --scaling
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q

@@ -2,6 +2,7 @@
 
     python jobs/prepare_data.py --src /data/imagenet --out /data/imagenet-shards
     python jobs/prepare_data.py --digits --out data/digits    # the embedded default
+    python jobs/prepare_data.py --photos 4000 --out data/photos  # photo-like JPEGs, for jobs/bench.py
 
 Reruns on the same --out resume: finished chunks are kept, the rest are rebuilt.
 """
@@ -16,6 +17,7 @@ import ray
 
 from alexnet import cli
 from alexnet.data.digits import export_digits
+from alexnet.data.photos import export_photos
 from alexnet.data.prepare import prepare
 from alexnet.errors import UserError
 
@@ -26,6 +28,8 @@ class PrepareConfig:
     src: str = field(default="", metadata={"help": "source tree: train/<wnid>/*.JPEG and val/..."})
     digits: bool = field(default=False, metadata={
         "help": "prepare the embedded default (scikit-learn digits) instead of --src"})
+    photos: int = field(default=0, metadata={
+        "help": "prepare N windows of scikit-learn's sample photographs instead (a benchmark set)"})
     val_labels: str = field(default="", metadata={
         "help": "labels for a flat val/ folder: ILSVRC2012_validation_ground_truth.txt "
                 "or a CSV with ImageId,PredictionString"})
@@ -35,10 +39,11 @@ class PrepareConfig:
     quality: int = field(default=90, metadata={"help": "JPEG quality of the shards"})
 
     def __post_init__(self) -> None:
-        if not self.digits and not self.src:
-            raise UserError("pass --src DIR (an ImageNet-style tree) or --digits")
-        if self.digits and self.src:
-            raise UserError("--src and --digits exclude each other; pass one")
+        if self.photos < 0:
+            raise UserError(f"--photos must be a number of images, got {self.photos}")
+        sources = bool(self.src) + self.digits + bool(self.photos)
+        if sources != 1:
+            raise UserError("pass exactly one of --src DIR (an ImageNet-style tree), --digits or --photos N")
         if self.chunk_size < 1:
             raise UserError(f"--chunk-size must be positive, got {self.chunk_size}")
         if not 1 <= self.quality <= 100:
@@ -55,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             src = Path(tmp) / "digits"
             counts = export_digits(src)
             print(f"[prepare] wrote scikit-learn digits in ImageNet layout: {counts}", flush=True)
+        elif cfg.photos:
+            src = Path(tmp) / "photos"
+            counts = export_photos(src, cfg.photos)
+            print(f"[prepare] wrote windows of scikit-learn's sample photos in ImageNet layout: {counts}",
+                  flush=True)
         prepare(src, cfg.out, val_labels=cfg.val_labels or None,
                 val_synsets=cfg.val_synsets or None, chunk_size=cfg.chunk_size, quality=cfg.quality)
     return 0
