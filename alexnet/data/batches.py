@@ -7,6 +7,9 @@ copy, and the page faults of its fresh buffers, cost the consumer 40% of a core 
 img/s. Here every Arrow chunk of every block becomes one batch of tensors viewing the
 object store's memory; the augmentation actors already cut their output into blocks of
 `OUTPUT_ROWS` images, so batches have that size except where a shard ends.
+
+Training does not need this on a GPU: there `iter_torch_batches(device="cuda")` moves
+each chunk to the device and joins them there, with no host copy.
 """
 
 from __future__ import annotations
