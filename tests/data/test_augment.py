@@ -55,7 +55,7 @@ def test_train_augment_batch_is_uint8_and_counts_undecodable_rows() -> None:
     good = encode_jpeg(coordinate_image())
     aug = TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=0)
     out = aug.augment({"image": np.array([good, b"not a jpeg", good[: len(good) // 3]], dtype=object),
-               "label": np.array([3, 4, 5])})
+                       "label": np.array([3, 4, 5])})
     assert out["image"].dtype == np.uint8 and out["image"].shape == (3, CROP, CROP, 3)
     assert out["offset"].shape == (3, 3)
     assert out["valid"].tolist() == [True, False, False]
