@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy, Dataset
 
-from alexnet.data.augment import EvalCrop, TrainAugment, eval_batch
+from alexnet.data.augment import OUTPUT_ROWS, EvalCrop, TrainAugment, eval_batch
 from alexnet.data.manifest import Manifest
 
-AUGMENT_BATCH = 512  # JPEGs per actor call, which yields them in blocks of OUTPUT_ROWS
+AUGMENT_BATCH = 3 * OUTPUT_ROWS  # JPEGs per actor call, which yields them in blocks of OUTPUT_ROWS
 EVAL_BATCH = 64  # images per evaluation task call
 
 
