@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from alexnet.data import manifest as mf
-from alexnet.data.augment import CROP, OUTPUT_ROWS, TrainAugment
+from alexnet.data.augment import CROP, CROP_BYTES, OUTPUT_ROWS, TrainAugment
 from alexnet.data.batches import torch_blocks
 from alexnet.data.images import decode_buffer, decode_jpeg
 from alexnet.data.pipeline import AUGMENT_BATCH, DataResources, train_dataset
@@ -170,7 +170,7 @@ def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images:
     try:
         res = DataResources(augment_actors=cpus, augment_cpus=(cpus - 0.25) / cpus, read_cpus=0.25)
         store_bytes = ray.cluster_resources().get("object_store_memory", 0)
-        warmup_images = warmup_images or int(store_bytes // (CROP * CROP * 3)) + 1
+        warmup_images = warmup_images or int(store_bytes // CROP_BYTES) + 1
         first_batch_s, cold_rate, _ = stream(root, manifest, res, warmup_images)
         measured = max(min_images, 2 * OUTPUT_ROWS)
         _, rate, images = stream(root, manifest, res, measured)

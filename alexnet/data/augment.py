@@ -28,9 +28,10 @@ import numpy as np
 from alexnet.data.images import SHARD_SIZE, decode_buffer, decode_jpeg
 
 CROP = 224
+CROP_BYTES = CROP * CROP * 3  # one uint8 RGB crop as the actors send it
 PCA_STD = 0.1  # alpha_i ~ N(0, 0.1), section 4.1
 MMAP_THRESHOLD = 32 << 20  # glibc's largest M_MMAP_THRESHOLD: bigger buffers are always mapped fresh
-OUTPUT_ROWS = MMAP_THRESHOLD // (CROP * CROP * 3)  # 222 crops per output block: 31.9 MB, just under it
+OUTPUT_ROWS = MMAP_THRESHOLD // CROP_BYTES  # 222 crops per output block: 31.9 MB, just under it
 
 EvalCrop = Literal["center", "ten"]
 
