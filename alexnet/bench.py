@@ -2,7 +2,7 @@
 
 decode  : libjpeg-turbo decode of the shards' JPEGs on one core (the ceiling)
 augment : the project's augmentation on one core, in-process (decode, crop, flip, PCA)
-pipeline: the Ray Data pipeline (shard reads, augmentation actors, zero-copy torch batches)
+pipeline: the Ray Data pipeline (actors that read and augment shards, zero-copy torch batches)
 baseline: a torch DataLoader with torchvision transforms, per worker process
 model   : training steps of our AlexNet (grouped, ungrouped) and torchvision's alexnet
 
@@ -29,7 +29,7 @@ from alexnet.data import manifest as mf
 from alexnet.data.augment import CROP, CROP_BYTES, OUTPUT_ROWS, TrainAugment
 from alexnet.data.batches import torch_blocks
 from alexnet.data.images import decode_buffer, decode_jpeg
-from alexnet.data.pipeline import AUGMENT_BATCH, DataResources, train_dataset
+from alexnet.data.pipeline import DataResources, train_dataset
 from alexnet.model import AlexNet
 
 
@@ -61,16 +61,14 @@ def decode_per_core(jpegs: list[bytes], min_seconds: float) -> float:
 
 
 def augment_per_core(jpegs: list[bytes], manifest: mf.Manifest, min_seconds: float) -> float:
-    """The actors' own code with the actors' batch size, called in this process."""
+    """The actors' own code on JPEGs already in memory, one call for all of them as for
+    one shard, in this process."""
     aug = TrainAugment(manifest.pca_eigval, manifest.pca_eigvec, seed=0)
-    step = AUGMENT_BATCH
-    batches = [np.array(jpegs[i:i + step], dtype=object) for i in range(0, len(jpegs), step)]
-    labels = [np.zeros(len(b), np.int64) for b in batches]
+    batch = {"image": np.array(jpegs, dtype=object), "label": np.zeros(len(jpegs), np.int64)}
 
     def run() -> int:
-        for b, y in zip(batches, labels, strict=True):
-            for _ in aug({"image": b, "label": y}):
-                pass
+        for _ in aug(batch):
+            pass
         return len(jpegs)
     return rate(run, min_seconds)
 
@@ -152,7 +150,7 @@ def stream(root: str, manifest: mf.Manifest, res: DataResources, min_images: int
 def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images: int,
                         warmup_images: int = 0) -> PipelineResult:
     """The Ray Data pipeline on a local Ray limited to `cpus` CPUs, all of them for the
-    input (one augmentation actor per CPU, a quarter CPU for shard reads). With fewer
+    input (one augmentation actor per CPU, which reads its own shards). With fewer
     CPUs than the machine has, Ray and its workers (and this consumer) are pinned to that
     many cores; Ray's CPU count alone is only a scheduling label.
 
@@ -168,7 +166,7 @@ def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images:
         os.sched_setaffinity(0, cores[:cpus])
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
-        res = DataResources(augment_actors=cpus, augment_cpus=(cpus - 0.25) / cpus, read_cpus=0.25)
+        res = DataResources(augment_actors=cpus, augment_cpus=0.95, read_cpus=0.05)
         store_bytes = ray.cluster_resources().get("object_store_memory", 0)
         warmup_images = warmup_images or int(store_bytes // CROP_BYTES) + 1
         first_batch_s, cold_rate, _ = stream(root, manifest, res, warmup_images)
