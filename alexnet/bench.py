@@ -129,22 +129,27 @@ def repeated(manifest: mf.Manifest, min_images: int) -> mf.Manifest:
         train.images * passes, 0, train.shards * passes)})
 
 
-def stream(root: str, manifest: mf.Manifest, res: DataResources, min_images: int,
+def stream(root: str, manifest: mf.Manifest, res: DataResources, skip: int, count: int,
            blocks: bool = True) -> tuple[float, float, int]:
     """One execution of the training pipeline into a consumer that touches every batch:
-    (seconds to the first batch, images/sec after it, images after it). Batches are the
-    blocks themselves (`torch_blocks`) or Ray's `iter_torch_batches` of `OUTPUT_ROWS`."""
-    ds = train_dataset(root, repeated(manifest, min_images), res, seed=0)
+    (seconds to the first batch, images/sec after the first `skip` images (at least the
+    first batch), images counted). Batches are the blocks themselves (`torch_blocks`) or
+    Ray's `iter_torch_batches` of `OUTPUT_ROWS`."""
+    ds = train_dataset(root, repeated(manifest, skip + count), res, seed=0)
     batches = torch_blocks(ds) if blocks else ds.iter_torch_batches(batch_size=OUTPUT_ROWS, prefetch_batches=4)
     start = time.perf_counter()
-    first_batch_s, images = 0.0, 0
+    first_batch_s, seen, counted, counting_since = 0.0, 0, 0, 0.0
     for batch in batches:
         batch["image"][:, 0, 0, 0].sum()  # touch the batch
+        n = int(batch["image"].shape[0])
         if not first_batch_s:
             first_batch_s = time.perf_counter() - start
-            continue
-        images += int(batch["image"].shape[0])
-    return first_batch_s, images / (time.perf_counter() - start - first_batch_s), images
+        if counting_since:
+            counted += n
+        seen += n
+        if not counting_since and seen >= skip:
+            counting_since = time.perf_counter()
+    return first_batch_s, counted / (time.perf_counter() - counting_since), counted
 
 
 def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images: int,
@@ -154,13 +159,16 @@ def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images:
     CPUs than the machine has, Ray and its workers (and this consumer) are pinned to that
     many cores; Ray's CPU count alone is only a scheduling label.
 
-    The first execution in a fresh Ray runs at 55-95% of the steady rate: each page of
-    the object store is zero-filled by the kernel the first time a block lands on it. A
-    training run pays that once, for its first few GB; the benchmark pays it in a warm-up
-    execution of `warmup_images` (0: enough to fill the object store once), reports that
-    execution's start-up and rate apart, and measures the steady state in a second one,
-    counting only what follows its first batch. A third execution measures the same
-    stream through `iter_torch_batches`, for comparison."""
+    Two start-up costs are kept out of the steady rate. A fresh Ray's object store is
+    zero-filled by the kernel page by page the first time blocks land on it; and every
+    new actor process (each execution starts its own) faults each page of the store into
+    its page tables the first time it writes there. A training epoch pays both once, in
+    its first few GB; here they cost 10-40% of the rate over a window of a few GB. So a
+    first execution streams `warmup_images` (0: enough to fill the object store once),
+    reported apart with its start-up (`cold_img_per_sec`, `first_batch_s`), and the
+    steady rate is counted in a second execution over `min_images` after its own first
+    `warmup_images`. A third execution measures the same stream through
+    `iter_torch_batches`, for comparison."""
     cores = sorted(os.sched_getaffinity(0))
     if cpus < len(cores):  # Ray's processes inherit this: the pipeline really gets `cpus` cores
         os.sched_setaffinity(0, cores[:cpus])
@@ -169,10 +177,10 @@ def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images:
         res = DataResources(augment_actors=cpus, augment_cpus=0.95, read_cpus=0.05)
         store_bytes = ray.cluster_resources().get("object_store_memory", 0)
         warmup_images = warmup_images or int(store_bytes // CROP_BYTES) + 1
-        first_batch_s, cold_rate, _ = stream(root, manifest, res, warmup_images)
+        first_batch_s, cold_rate, _ = stream(root, manifest, res, 0, warmup_images)
         measured = max(min_images, 2 * OUTPUT_ROWS)
-        _, rate, images = stream(root, manifest, res, measured)
-        _, ray_batches_rate, _ = stream(root, manifest, res, measured, blocks=False)
+        _, rate, images = stream(root, manifest, res, warmup_images, measured)
+        _, ray_batches_rate, _ = stream(root, manifest, res, warmup_images, measured, blocks=False)
         return PipelineResult(rate, first_batch_s, images, cpus, cold_rate, ray_batches_rate)
     finally:
         ray.shutdown()

@@ -28,10 +28,10 @@ class BenchConfig:
     images: int = field(default=1024, metadata={"help": "images decoded per in-process pass"})
     seconds: float = field(default=5.0, metadata={"help": "minimum seconds per in-process measurement"})
     pipeline_cpus: int = field(default=0, metadata={"help": "CPUs for the Ray Data pipeline (0 = all)"})
-    pipeline_images: int = field(default=40_000, metadata={
-        "help": "images streamed through the pipeline per measurement (start-up is reported apart)"})
+    pipeline_images: int = field(default=100_000, metadata={
+        "help": "images counted per pipeline measurement, after its warm-up (start-up is reported apart)"})
     pipeline_warmup: int = field(default=0, metadata={
-        "help": "images in the pipeline's warm-up execution (0 = enough to fill the object store once)"})
+        "help": "images streamed before counting, per execution (0 = enough to fill the object store once)"})
     scaling: bool = field(default=False, metadata={"help": "repeat the pipeline for 1..N CPUs"})
     model_batch: int = field(default=0, metadata={"help": "batch for the model step (0 = 32 on CPU, 256 on GPU)"})
     model_steps: int = field(default=0, metadata={"help": "timed steps per model (0 = 3 on CPU, 50 on GPU)"})
