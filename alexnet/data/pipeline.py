@@ -18,6 +18,7 @@ from alexnet.data.augment import EvalCrop, TrainAugment, eval_batch
 from alexnet.data.manifest import Manifest
 
 EVAL_BATCH = 64  # images per evaluation task call
+SHARDS_IN_FLIGHT = 4  # shards queued on (or running in) each training actor
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,14 @@ class ShardAugment(TrainAugment):
 
 
 def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int | None = None) -> Dataset:
-    """Shards in a new random order each epoch, one shard per actor call."""
+    """Shards in a new random order each epoch, one shard per actor call. Each actor has
+    up to `SHARDS_IN_FLIGHT` shards queued: with Ray Data's default of two it waited for
+    its next shard 11-13% of the time on the 2-core machine (2% with four, and 12% more
+    images per second)."""
     return shard_paths_dataset(manifest.shard_paths(root, "train"), shuffle=True).map_batches(
         ShardAugment,
         fn_constructor_kwargs={"eigval": manifest.pca_eigval, "eigvec": manifest.pca_eigvec, "seed": seed},
-        compute=ActorPoolStrategy(size=res.augment_actors),
+        compute=ActorPoolStrategy(size=res.augment_actors, max_tasks_in_flight_per_actor=SHARDS_IN_FLIGHT),
         num_cpus=res.augment_cpus,
         batch_size=1,
     )
