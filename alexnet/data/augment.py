@@ -6,7 +6,7 @@ pixel), so they travel beside the batch and are applied on the training device d
 normalisation (`alexnet.data.device`). Mirroring on the CPU would cost more than the
 JPEG decode itself (a negative-stride copy); batches stay uint8 until the device.
 
-An actor call takes a large batch of JPEGs (several blocks' worth per Ray call) and
+An actor call takes a whole shard's JPEGs (`alexnet.data.pipeline.ShardAugment`) and
 yields its output in blocks of `OUTPUT_ROWS` images: as large as a block can be while the
 allocator still reuses the same heap memory for every block instead of mapping,
 zero-filling and unmapping fresh pages each time (see `reuse_freed_memory`). Every block
