@@ -66,6 +66,22 @@ def read_shards(paths: list[str], columns: list[str], res: DataResources, shuffl
         num_cpus=res.read_cpus)
 
 
+def binary_views(column: pa.ChunkedArray) -> list[memoryview]:
+    """Each value of a binary column as a view of Arrow's own buffer. Turning them into
+    Python bytes (``to_numpy``) copies every JPEG once more and allocates an object per
+    image: 9 us per image on digits, 10 on photo-like JPEGs, all of it in the actors.
+    A null value is an empty view, which fails to decode and is counted like any corrupt
+    image."""
+    views: list[memoryview] = []
+    for chunk in column.chunks:
+        _, offsets, data = chunk.buffers()
+        width = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+        ends = np.frombuffer(offsets, width)[chunk.offset:chunk.offset + len(chunk) + 1].tolist()
+        memory = memoryview(data).cast("B") if data is not None else memoryview(b"")
+        views += [memory[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
+    return views
+
+
 class ShardAugment(TrainAugment):
     """The training actor: reads each shard it is given and yields its augmented blocks.
 
@@ -76,7 +92,7 @@ class ShardAugment(TrainAugment):
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         for table in read_row_groups(batch, ["image", "label"]):
-            yield from super().__call__({"image": table.column("image").to_numpy(zero_copy_only=False),
+            yield from super().__call__({"image": binary_views(table.column("image")),
                                          "label": table.column("label").to_numpy()})
 
 

@@ -27,6 +27,9 @@ from alexnet.data.layout import SourceImage, find_images
 
 MIN_IMAGES_FOR_OWN_PCA = 10
 SHUFFLE_SEED = 0
+# JPEG bytes neither compress nor repeat: stored plain, the training actors read a shard
+# in half the time (5.5 against 11 us per digit image, 16 against 25 on photo-like JPEGs).
+PARQUET_ENCODING = {"compression": "none", "use_dictionary": ["wnid"]}
 
 
 @dataclass
@@ -87,7 +90,7 @@ def run_chunk(
     ok = summary["error"] == ""
     if ok.any():
         ds.map_batches(keep_decoded, batch_format="pyarrow").write_parquet(
-            str(target), min_rows_per_file=1000
+            str(target), min_rows_per_file=1000, **PARQUET_ENCODING
         )
     shards = sorted(str(p.relative_to(out_dir)) for p in target.glob("*.parquet"))
     good = summary[ok]

@@ -30,6 +30,16 @@ def test_prepared_shards_hold_256_jpegs_labels_and_statistics(tiny_data: Path, t
     assert manifest.pca_source == "train"
 
 
+def test_jpeg_bytes_are_stored_plain(tiny_data: Path) -> None:
+    """JPEGs neither compress nor repeat; the actors read plain pages fastest."""
+    manifest, _ = mf.load(tiny_data)
+    for path in manifest.shard_paths(tiny_data, "train"):
+        meta = pq.ParquetFile(path).metadata
+        columns = [meta.row_group(g).column(c) for g in range(meta.num_row_groups) for c in range(meta.num_columns)]
+        images = [c for c in columns if c.path_in_schema == "image"]
+        assert images and all(c.compression == "UNCOMPRESSED" and "RLE_DICTIONARY" not in c.encodings for c in images)
+
+
 @pytest.fixture
 def unusual_tree(tmp_path: Path) -> Path:
     """Images that decode but are unusual, and files that cannot be decoded."""
