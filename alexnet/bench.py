@@ -2,6 +2,7 @@
 
 decode  : libjpeg-turbo decode of the shards' JPEGs on one core (the ceiling)
 augment : the project's augmentation on one core, in-process (decode, crop, flip, PCA)
+augment_all_cores: the same in one process per core, all at once (what the cores deliver together)
 pipeline: the Ray Data pipeline (actors that read and augment shards, zero-copy torch batches)
 baseline: a torch DataLoader with torchvision transforms, per worker process
 model   : training steps of our AlexNet (grouped, ungrouped) and torchvision's alexnet
@@ -13,6 +14,7 @@ start-up (time to first batch) is reported on its own.
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -71,6 +73,30 @@ def augment_per_core(jpegs: list[bytes], manifest: mf.Manifest, min_seconds: flo
             pass
         return len(jpegs)
     return rate(run, min_seconds)
+
+
+def _augment_pinned(core: int, jpegs: list[bytes], manifest: mf.Manifest, min_seconds: float,
+                    start: multiprocessing.synchronize.Barrier, results: multiprocessing.Queue) -> None:
+    os.sched_setaffinity(0, {core})
+    start.wait()
+    results.put(augment_per_core(jpegs, manifest, min_seconds))
+
+
+def augment_all_cores(jpegs: list[bytes], manifest: mf.Manifest, cpus: int, min_seconds: float) -> float:
+    """What `cpus` cores deliver together: one in-process augmentation per core, all at
+    once, summed. Cores that share caches, memory bandwidth or a hypervisor deliver less
+    than `cpus` times one core on its own, and no pipeline on them can do better than this."""
+    ctx = multiprocessing.get_context("spawn")  # this process has torch's threads: no fork
+    cores = sorted(os.sched_getaffinity(0))
+    start, results = ctx.Barrier(cpus), ctx.Queue()
+    workers = [ctx.Process(target=_augment_pinned, args=(cores[i % len(cores)], jpegs, manifest, min_seconds,
+                                                         start, results)) for i in range(cpus)]
+    for w in workers:
+        w.start()
+    total = sum(results.get() for _ in workers)
+    for w in workers:
+        w.join()
+    return total
 
 
 class BytesDataset(torch.utils.data.Dataset):
