@@ -69,7 +69,7 @@ def read_shards(paths: list[str], columns: list[str], res: DataResources, shuffl
 def binary_views(column: pa.ChunkedArray) -> list[memoryview]:
     """Each value of a binary column as a view of Arrow's own buffer. Turning them into
     Python bytes (``to_numpy``) copies every JPEG once more and allocates an object per
-    image: 9 us per image on digits, 10 on photo-like JPEGs, all of it in the actors.
+    image: ~3 us per image on digits, ~10 on photo-like JPEGs, all of it in the actors.
     A null value is an empty view, which fails to decode and is counted like any corrupt
     image."""
     views: list[memoryview] = []
@@ -83,7 +83,7 @@ def binary_views(column: pa.ChunkedArray) -> list[memoryview]:
 
 
 class ShardAugment(TrainAugment):
-    """The training actor: reads each shard it is given and yields its augmented blocks.
+    """The training actor: reads each shard it is given and yields its augmented batches.
 
     Reading in the actor rather than in a read task per shard saves what each Ray task
     costs (scheduling in the driver, the raylet, a worker process, the shard's JPEGs going
