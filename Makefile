@@ -56,7 +56,7 @@ SUBMIT_ARGS := --epochs 1 --workers 2
 
 cluster-up: $(STAMP)  ## start a local Ray head (token auth on) from the venv, so jobs run its python
 	$(VENV)/bin/ray get-auth-token --generate > /dev/null
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(RAY) start --head --dashboard-host 127.0.0.1 --disable-usage-stats
+	PATH="$(abspath $(VENV))/bin:$$PATH" RAY_free_objects_period_milliseconds=0 $(RAY) start --head --dashboard-host 127.0.0.1 --disable-usage-stats
 
 submit: data  ## submit jobs/train.py to the local head and follow its logs (ARGS="..." replaces the flags)
 	$(RAY) job submit --address $(DASH) --working-dir . -- \

@@ -33,6 +33,7 @@ from alexnet.data.batches import torch_blocks
 from alexnet.data.images import decode_buffer, decode_jpeg
 from alexnet.data.pipeline import DataResources, train_dataset
 from alexnet.model import AlexNet
+from alexnet.ray_setup import init_ray
 
 
 def load_jpegs(root: str, manifest: mf.Manifest, limit: int) -> list[bytes]:
@@ -198,7 +199,7 @@ def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images:
     cores = sorted(os.sched_getaffinity(0))
     if cpus < len(cores):  # Ray's processes inherit this: the pipeline really gets `cpus` cores
         os.sched_setaffinity(0, cores[:cpus])
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    init_ray(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
         res = DataResources(augment_actors=cpus, augment_cpus=0.95, read_cpus=0.05)
         store_bytes = ray.cluster_resources().get("object_store_memory", 0)

@@ -14,12 +14,11 @@ training where it stopped.
 
 from __future__ import annotations
 
-import ray
-
 from alexnet import cli
 from alexnet.assemble import assemble
 from alexnet.config import ENSEMBLE_PRESETS, EnsembleConfig
 from alexnet.data import manifest as mf
+from alexnet.ray_setup import init_ray
 from alexnet.trainer import resolve_path
 
 
@@ -27,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(EnsembleConfig, __doc__, argv, presets=ENSEMBLE_PRESETS)
     print(f"[ensemble] config:\n{cli.describe(cfg)}", flush=True)
     mf.load(resolve_path(cfg.data))  # unprepared data fails before Ray starts
-    ray.init()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
+    init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
     outcome = assemble(cfg)
     print(f"[ensemble] done. MLflow run {outcome.run_id}: ensemble of {len(outcome.member_run_ids)} "
           f"top-1 error {outcome.top1:.2f}%, top-5 error {outcome.top5:.2f}%", flush=True)

@@ -20,6 +20,7 @@ from alexnet.data import manifest as mf
 from alexnet.ensemble import image_ids, score, tally
 from alexnet.errors import UserError
 from alexnet.predict import classify_folder, resolve_members, shard_predictions
+from alexnet.ray_setup import init_ray
 from alexnet.trainer import resolve_path
 
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.split not in manifest.splits:
             raise UserError(f"--split {cfg.split}: {root} has only {sorted(manifest.splits)}")
         if not ray.is_initialized():
-            ray.init()
+            init_ray()
         ds = score(str(root), manifest, members, merge, cfg.eval_crop, cfg.batch_size, cfg.device, split=cfg.split)
         t = tally(ds.iter_batches(batch_size=cfg.batch_size, batch_format="numpy"), len(members), merge)
         preds = shard_predictions(t, image_ids(str(root), manifest, cfg.split), members[0].classes)

@@ -13,13 +13,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ray
-
 from alexnet import cli
 from alexnet.data.digits import export_digits
 from alexnet.data.photos import export_photos
 from alexnet.data.prepare import prepare
 from alexnet.errors import UserError
+from alexnet.ray_setup import init_ray
 
 
 @dataclass
@@ -53,7 +52,7 @@ class PrepareConfig:
 def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(PrepareConfig, __doc__, argv)
     print(f"[prepare] config:\n{cli.describe(cfg)}", flush=True)
-    ray.init(log_to_driver=False)
+    init_ray(log_to_driver=False)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(cfg.src)
         if cfg.digits:

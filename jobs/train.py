@@ -10,10 +10,9 @@ its last epoch checkpoint and continues the same MLflow run.
 
 from __future__ import annotations
 
-import ray
-
 from alexnet import cli
 from alexnet.config import PRESETS, TrainConfig
+from alexnet.ray_setup import init_ray
 from alexnet.trainer import fit, preflight
 
 
@@ -21,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(TrainConfig, __doc__, argv, presets=PRESETS)
     print(f"[train] config:\n{cli.describe(cfg)}", flush=True)
     preflight(cfg)  # bad data or an unreachable tracking server fail before Ray starts
-    ray.init()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
+    init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
     outcome = fit(cfg)
     m = outcome.metrics
     print(f"[train] done. MLflow run {outcome.run_id} ('{outcome.run_name}'): "

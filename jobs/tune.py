@@ -13,10 +13,9 @@ kept; unfinished ones continue from their last epoch checkpoint, in the same MLf
 
 from __future__ import annotations
 
-import ray
-
 from alexnet import cli
 from alexnet.config import SWEEP_PRESETS, SweepConfig, train_config_for
+from alexnet.ray_setup import init_ray
 from alexnet.sweep import sweep
 from alexnet.trainer import preflight
 
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     train = train_config_for(cfg.data, cfg.train_preset, cfg.train_args)
     print(f"[tune] config:\n{cli.describe(cfg)}", flush=True)
     preflight(train)  # bad data or an unreachable tracking server fail before Ray starts
-    ray.init()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
+    init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
     outcome = sweep(cfg, train)
     failed = [t for t in outcome.trials if t.status == "FAILED"]
     if outcome.best is None:

@@ -15,6 +15,7 @@ from sklearn.datasets import load_digits
 
 from alexnet.data.digits import wnid
 from alexnet.data.prepare import prepare
+from alexnet.ray_setup import init_ray
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,7 +29,7 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 def ray_session():
     """Ray start-up costs seconds: every test that needs Ray shares this one."""
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=True,
+        init_ray(address="local", num_cpus=2, include_dashboard=False, log_to_driver=True,
                  runtime_env={"env_vars": {"MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}})
     yield
     ray.shutdown()

@@ -6,15 +6,15 @@ pixel), so they travel beside the batch and are applied on the training device d
 normalisation (`alexnet.data.device`). Mirroring on the CPU would cost more than the
 JPEG decode itself (a negative-stride copy); batches stay uint8 until the device.
 
-An actor call takes a whole shard's JPEGs (`alexnet.data.pipeline.ShardAugment`) and
-yields its output in batches of `OUTPUT_ROWS` images: as large as a batch can be while the
-allocator still reuses the same heap memory for every batch instead of mapping,
+An actor call takes the JPEGs of a few whole shards (`alexnet.data.pipeline.ShardAugment`)
+and yields its output in batches of `OUTPUT_ROWS` images: as large as a batch can be while
+the allocator still reuses the same heap memory for every batch instead of mapping,
 zero-filling and unmapping fresh pages each time (see `reuse_freed_memory`). Ray Data
-joins the batches of one call into blocks of up to 128 MB (`target_max_block_size`), so
-a shard of ~1,000 images travels as one block of ~5 Arrow chunks: Ray's fixed cost per
-block (the driver's bookkeeping, the raylet, object creation) is paid once per shard. On
-the 2-core machine 212-row batches delivered 8-15% more images per second than 128-row
-ones, and 424-row batches, which glibc maps fresh each time, were no faster than 128.
+joins the batches of one call into one block (`pipeline.TRAIN_BLOCK_BYTES`), so Ray's
+fixed cost per block (the driver's bookkeeping, the raylet, object creation) is paid
+once per call. On the 2-core machine 212-row batches delivered 8-15% more images per
+second than 128-row ones, and 424-row batches, which glibc maps fresh each time, were no
+faster than 128.
 """
 
 from __future__ import annotations

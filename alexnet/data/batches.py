@@ -6,7 +6,7 @@ every image of it into fresh memory: 150 KB per 224x224 crop. On the 2-core mach
 copy, and the page faults of its fresh buffers, cost the consumer 40% of a core at 6,000
 img/s. Here every Arrow chunk of every block becomes one batch of tensors viewing the
 object store's memory; the augmentation actors yield `OUTPUT_ROWS` images at a time, each
-one Arrow chunk of the shard's block, so batches have that size except where a shard ends.
+one Arrow chunk of the call's block, so batches have that size except where a shard ends.
 
 Training does not need this on a GPU: there `iter_torch_batches(device="cuda")` moves
 each chunk to the device and joins them there, with no host copy.

@@ -18,7 +18,9 @@ from alexnet.data.augment import EvalCrop, TrainAugment, eval_batch
 from alexnet.data.manifest import Manifest
 
 EVAL_BATCH = 64  # images per evaluation task call
-SHARDS_IN_FLIGHT = 4  # shards queued on (or running in) each training actor
+SHARDS_PER_CALL = 2  # shards each training actor call reads, augments and sends as one block
+CALLS_IN_FLIGHT = 4  # calls queued on (or running in) each training actor
+TRAIN_BLOCK_BYTES = 512 << 20  # room for a call's crops in one block (~3,500 of 150 KB)
 
 
 @dataclass(frozen=True)
@@ -96,18 +98,31 @@ class ShardAugment(TrainAugment):
                                          "label": table.column("label").to_numpy()})
 
 
+def shards_per_call(shards: int, actors: int) -> int:
+    """`SHARDS_PER_CALL`, or fewer where there are too few shards to give every actor one call."""
+    return max(1, min(SHARDS_PER_CALL, shards // max(actors, 1)))
+
+
 def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int | None = None) -> Dataset:
-    """Shards in a new random order each epoch, one shard per actor call. Each actor has
-    up to `SHARDS_IN_FLIGHT` shards queued: with Ray Data's default of two it waited for
-    its next shard 11-13% of the time on the 2-core machine (2% with four, and 12% more
-    images per second)."""
-    return shard_paths_dataset(manifest.shard_paths(root, "train"), shuffle=True).map_batches(
+    """Shards in a new random order each epoch, `SHARDS_PER_CALL` per actor call, each
+    call's crops one block.
+
+    Ray's cost per block (the driver's bookkeeping, the raylet, creating and sealing the
+    object, the streaming generator's report) is fixed, ~9 ms of CPU on the 2-core
+    machine, so bigger blocks spread it over more images: two ~720-image shards per call
+    delivered 3-8% more images per second than one. Each actor has up to `CALLS_IN_FLIGHT`
+    calls queued: with Ray Data's default of two it waited for its next one 11-13% of the
+    time (2% with four, and 12% more images per second). See docs/performance.md."""
+    paths = manifest.shard_paths(root, "train")
+    ds = shard_paths_dataset(paths, shuffle=True).map_batches(
         ShardAugment,
         fn_constructor_kwargs={"eigval": manifest.pca_eigval, "eigvec": manifest.pca_eigvec, "seed": seed},
-        compute=ActorPoolStrategy(size=res.augment_actors, max_tasks_in_flight_per_actor=SHARDS_IN_FLIGHT),
+        compute=ActorPoolStrategy(size=res.augment_actors, max_tasks_in_flight_per_actor=CALLS_IN_FLIGHT),
         num_cpus=res.augment_cpus,
-        batch_size=1,
+        batch_size=shards_per_call(len(paths), res.augment_actors),
     )
+    ds.context.target_max_block_size = TRAIN_BLOCK_BYTES
+    return ds
 
 
 def eval_dataset(root: str, manifest: Manifest, res: DataResources, crop: EvalCrop = "center",

@@ -14,6 +14,8 @@ import ray
 import yaml
 from ray.runtime_env import RuntimeEnv
 
+from alexnet.ray_setup import RAY_SETTINGS
+
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
 
@@ -108,3 +110,23 @@ def test_runtime_env_is_valid_and_leaves_large_folders_behind(path: str) -> None
     env = yaml.safe_load((CLUSTER / path).read_text())
     RuntimeEnv(**env)
     assert {".venv/", "data/", "runs/", "mlruns/", "mlruns.db"} <= set(env["excludes"])
+
+
+def test_every_way_to_start_ray_passes_the_project_settings() -> None:
+    """A raylet reads them from `ray start`'s environment (alexnet/ray_setup.py)."""
+    wanted = [f"{name}={value}" for name, value in RAY_SETTINGS.items()]
+    launcher = yaml.safe_load((CLUSTER / "aws-gpu.yaml").read_text())
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands")
+              for c in launcher[key] if "ray start" in c]
+    makefile = (ROOT / "Makefile").read_text()
+    starts.append(next(line for line in makefile.splitlines() if "start --head" in line))
+    assert len(starts) == 3
+    for command in starts:
+        assert all(w in command.split(" start ")[0] for w in wanted), command
+
+    cluster = yaml.safe_load((CLUSTER / "kuberay-rayjob.yaml").read_text())["spec"]["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        for container in group["template"]["spec"]["containers"]:
+            env = {e["name"]: e["value"] for e in container.get("env", [])}
+            assert {k: env.get(k) for k in RAY_SETTINGS} == RAY_SETTINGS, container["name"]

@@ -1,4 +1,5 @@
-"""The training actor's own work, called in this process on real prepared shards."""
+"""The training actor's own work, called in this process on real prepared shards, and
+how the training dataset groups shards into actor calls and blocks."""
 
 from pathlib import Path
 
@@ -6,9 +7,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alexnet.bench import repeated
 from alexnet.data import manifest as mf
 from alexnet.data.augment import CROP
-from alexnet.data.pipeline import ShardAugment, binary_views
+from alexnet.data.pipeline import (
+    SHARDS_PER_CALL,
+    DataResources,
+    ShardAugment,
+    binary_views,
+    shards_per_call,
+    train_dataset,
+)
 
 
 def test_shard_augment_yields_every_row_of_its_shards_in_blocks(tiny_data: Path) -> None:
@@ -20,6 +29,24 @@ def test_shard_augment_yields_every_row_of_its_shards_in_blocks(tiny_data: Path)
     expected = [label for p in paths for label in pq.read_table(p, columns=["label"]).column("label").to_pylist()]
     assert np.concatenate([b["label"] for b in blocks]).tolist() == expected
     assert all(b["image"].shape[1:] == (CROP, CROP, 3) and b["valid"].all() for b in blocks)
+
+
+def test_shards_per_call_leaves_no_actor_without_a_call() -> None:
+    assert shards_per_call(shards=1000, actors=8) == SHARDS_PER_CALL
+    assert shards_per_call(shards=3, actors=2) == 1
+    assert shards_per_call(shards=1, actors=4) == 1
+
+
+def test_each_actor_call_sends_its_shards_as_one_block(ray_session, tiny_data: Path) -> None:
+    manifest, _ = mf.load(tiny_data)
+    train = manifest.splits["train"]
+    listed = repeated(manifest, 2 * SHARDS_PER_CALL * train.images)  # the shards, listed several times
+    paths = listed.shard_paths(str(tiny_data), "train")
+    res = DataResources(augment_actors=1, augment_cpus=0.25, read_cpus=0.25)
+    blocks = [t.num_rows for t in train_dataset(str(tiny_data), listed, res, seed=0)
+              .iter_batches(batch_size=None, batch_format="pyarrow")]
+    assert len(blocks) == -(-len(paths) // SHARDS_PER_CALL)
+    assert sum(blocks) == listed.splits["train"].images
 
 
 def test_binary_views_match_the_values_of_sliced_chunked_and_large_columns() -> None:
