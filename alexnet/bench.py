@@ -5,7 +5,8 @@ augment : the project's augmentation on one core, in-process (decode, crop, flip
 augment_all_cores: the same in one process per core, all at once (what the cores deliver together)
 pipeline: the Ray Data pipeline (actors that read and augment shards, zero-copy torch batches)
 baseline: a torch DataLoader with torchvision transforms, per worker process
-model   : training steps of our AlexNet (grouped, ungrouped) and torchvision's alexnet
+model   : training steps of our AlexNet (grouped, ungrouped) and torchvision's alexnet, eager
+          and torch.compile'd, and the fraction of the device's bf16 peak they reach
 
 Throughput is steady state: each figure is measured after a warm-up, and the pipeline's
 start-up (time to first batch) is reported on its own.
@@ -32,6 +33,7 @@ from alexnet.data.augment import CROP, CROP_BYTES, OUTPUT_ROWS, TrainAugment
 from alexnet.data.batches import torch_blocks
 from alexnet.data.images import decode_buffer, decode_jpeg
 from alexnet.data.pipeline import DataResources, train_dataset
+from alexnet.flops import training_flops_per_image
 from alexnet.model import AlexNet
 from alexnet.ray_setup import init_ray
 
@@ -145,6 +147,7 @@ class PipelineResult:
     cpus: float
     cold_img_per_sec: float  # the first execution, while the object store is still being paged in
     iter_torch_batches_img_per_sec: float  # the same stream through Ray's fixed-size batches
+    blocks: int  # blocks counted in `img_per_sec`: blocks arriving together make few of them a poor figure
 
 
 def repeated(manifest: mf.Manifest, min_images: int) -> mf.Manifest:
@@ -157,15 +160,15 @@ def repeated(manifest: mf.Manifest, min_images: int) -> mf.Manifest:
 
 
 def stream(root: str, manifest: mf.Manifest, res: DataResources, skip: int, count: int,
-           blocks: bool = True) -> tuple[float, float, int]:
+           blocks: bool = True) -> tuple[float, float, int, int]:
     """One execution of the training pipeline into a consumer that touches every batch:
     (seconds to the first batch, images/sec after the first `skip` images (at least the
-    first batch), images counted). Batches are the blocks themselves (`torch_blocks`) or
+    first batch), images and batches counted). Batches are the blocks themselves (`torch_blocks`) or
     Ray's `iter_torch_batches` of `OUTPUT_ROWS`."""
     ds = train_dataset(root, repeated(manifest, skip + count), res, seed=0)
     batches = torch_blocks(ds) if blocks else ds.iter_torch_batches(batch_size=OUTPUT_ROWS, prefetch_batches=4)
     start = time.perf_counter()
-    first_batch_s, seen, counted, counting_since = 0.0, 0, 0, 0.0
+    first_batch_s, seen, counted, batches_counted, counting_since = 0.0, 0, 0, 0, 0.0
     for batch in batches:
         batch["image"][:, 0, 0, 0].sum()  # touch the batch
         n = int(batch["image"].shape[0])
@@ -173,10 +176,11 @@ def stream(root: str, manifest: mf.Manifest, res: DataResources, skip: int, coun
             first_batch_s = time.perf_counter() - start
         if counting_since:
             counted += n
+            batches_counted += 1
         seen += n
         if not counting_since and seen >= skip:
             counting_since = time.perf_counter()
-    return first_batch_s, counted / (time.perf_counter() - counting_since), counted
+    return first_batch_s, counted / (time.perf_counter() - counting_since), counted, batches_counted
 
 
 def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images: int,
@@ -204,22 +208,26 @@ def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images:
         res = DataResources(augment_actors=cpus, augment_cpus=0.95, read_cpus=0.05)
         store_bytes = ray.cluster_resources().get("object_store_memory", 0)
         warmup_images = warmup_images or int(store_bytes // CROP_BYTES) + 1
-        first_batch_s, cold_rate, _ = stream(root, manifest, res, 0, warmup_images)
+        first_batch_s, cold_rate, _, _ = stream(root, manifest, res, 0, warmup_images)
         measured = max(min_images, 2 * OUTPUT_ROWS)
-        _, rate, images = stream(root, manifest, res, warmup_images, measured)
-        _, ray_batches_rate, _ = stream(root, manifest, res, warmup_images, measured, blocks=False)
-        return PipelineResult(rate, first_batch_s, images, cpus, cold_rate, ray_batches_rate)
+        _, rate, images, blocks = stream(root, manifest, res, warmup_images, measured)
+        _, ray_batches_rate, _, _ = stream(root, manifest, res, warmup_images, measured, blocks=False)
+        return PipelineResult(rate, first_batch_s, images, cpus, cold_rate, ray_batches_rate, blocks)
     finally:
         ray.shutdown()
         os.sched_setaffinity(0, cores)
 
 
 def training_step_rate(model: torch.nn.Module, device: torch.device, batch: int, steps: int,
-                       amp: bool, channels_last: bool, num_classes: int) -> float:
-    """Images/sec of SGD steps on one fixed batch (2 warm-up steps, then `steps` timed)."""
+                       amp: bool, channels_last: bool, num_classes: int, compiled: bool = False) -> float:
+    """Images/sec of SGD steps on one fixed batch (2 warm-up steps, then `steps` timed).
+
+    With `compiled`, the model goes through `torch.compile` first; the warm-up steps pay
+    for the compilation, so the rate is the compiled steady state."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device).to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    step_model = torch.compile(model) if compiled else model
     x = torch.randn(batch, 3, CROP, CROP, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch,), device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -229,7 +237,7 @@ def training_step_rate(model: torch.nn.Module, device: torch.device, batch: int,
             sync()
             start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            loss = F.cross_entropy(model(x).float(), y)
+            loss = F.cross_entropy(step_model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -237,12 +245,21 @@ def training_step_rate(model: torch.nn.Module, device: torch.device, batch: int,
     return batch * steps / (time.perf_counter() - start)
 
 
-def model_step_throughput(device: torch.device, batch: int, steps: int, amp: bool,
-                          channels_last: bool, num_classes: int = 1000) -> dict[str, float]:
-    """Our AlexNet, grouped and ungrouped, and torchvision's, on the same device and batch."""
+def model_variants(num_classes: int) -> dict[str, Callable[[], torch.nn.Module]]:
+    """Our AlexNet, grouped and ungrouped, and torchvision's: what the model step compares."""
     from torchvision.models import alexnet as torchvision_alexnet
 
-    models = {"grouped": lambda: AlexNet(num_classes), "ungrouped": lambda: AlexNet(num_classes, grouped=False),
-              "torchvision": lambda: torchvision_alexnet(num_classes=num_classes)}
-    return {name: training_step_rate(build(), device, batch, steps, amp, channels_last, num_classes)
-            for name, build in models.items()}
+    return {"grouped": lambda: AlexNet(num_classes), "ungrouped": lambda: AlexNet(num_classes, grouped=False),
+            "torchvision": lambda: torchvision_alexnet(num_classes=num_classes)}
+
+
+def model_step_throughput(device: torch.device, batch: int, steps: int, amp: bool,
+                          channels_last: bool, num_classes: int = 1000, compiled: bool = False) -> dict[str, float]:
+    """Each of `model_variants` on the same device and batch."""
+    return {name: training_step_rate(build(), device, batch, steps, amp, channels_last, num_classes, compiled)
+            for name, build in model_variants(num_classes).items()}
+
+
+def model_training_gflop(num_classes: int = 1000) -> dict[str, float]:
+    """GFLOP of one image's training step, for each of `model_variants`."""
+    return {name: training_flops_per_image(build()) / 1e9 for name, build in model_variants(num_classes).items()}

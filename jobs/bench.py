@@ -4,7 +4,9 @@
     python jobs/bench.py --data /data/imagenet-shards --scaling
 
 Prints a table with the ratios augment/decode, pipeline/(augment x CPUs) and
-augment/baseline, and writes every figure to the JSON file.
+augment/baseline, and writes every figure to the JSON file. On a GPU the model step runs
+with bf16 autocast and channels_last, eager and torch.compile'd, and is reported as the
+fraction of the GPU's bf16 peak it reaches (--peak-tflops for GPUs it does not know).
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import torch
 
-from alexnet import bench, cli
+from alexnet import bench, cli, flops
 from alexnet.data import manifest as mf
 from alexnet.errors import UserError
 from alexnet.trainer import resolve_path
+
+STEADY_BLOCKS = 20  # fewer blocks than this, and blocks finished together inflate the pipeline rate
 
 
 @dataclass
@@ -35,12 +40,18 @@ class BenchConfig:
     scaling: bool = field(default=False, metadata={"help": "repeat the pipeline for 1..N CPUs"})
     model_batch: int = field(default=0, metadata={"help": "batch for the model step (0 = 32 on CPU, 256 on GPU)"})
     model_steps: int = field(default=0, metadata={"help": "timed steps per model (0 = 3 on CPU, 50 on GPU)"})
+    compile: Literal["auto", "on", "off"] = field(default="auto", metadata={
+        "help": "also time torch.compile'd models (auto = on a GPU; compiling on a CPU takes minutes)"})
+    peak_tflops: float = field(default=0.0, metadata={
+        "help": "the device's dense bf16 peak in TFLOP/s for model_step_peak_frac (0 = look the GPU up)"})
 
     def __post_init__(self) -> None:
         if self.images < 64:
             raise UserError(f"--images must be at least 64, got {self.images}")
         if self.pipeline_images < 1:
             raise UserError(f"--pipeline-images must be positive, got {self.pipeline_images}")
+        if self.peak_tflops < 0:
+            raise UserError(f"--peak-tflops must be 0 (look the GPU up) or positive, got {self.peak_tflops}")
         if self.pipeline_warmup < 0:
             raise UserError(f"--pipeline-warmup must be 0 (fill the object store) or more, got {self.pipeline_warmup}")
 
@@ -53,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     jpegs = bench.load_jpegs(str(root), manifest, cfg.images)
     cpus = cfg.pipeline_cpus or os.cpu_count() or 1
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    on_gpu = device.type == "cuda"
 
     r: dict[str, object] = {"images_in_pass": len(jpegs), "cpu_count": os.cpu_count()}
     print("[bench] decode ...", flush=True)
@@ -68,17 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     p = bench.pipeline_throughput(str(root), manifest, cpus, cfg.pipeline_images, cfg.pipeline_warmup)
     r.update(pipeline_img_per_sec=p.img_per_sec, pipeline_cpus=p.cpus, pipeline_first_batch_s=p.first_batch_s,
              pipeline_images=p.images, pipeline_cold_img_per_sec=p.cold_img_per_sec,
-             pipeline_iter_torch_batches_img_per_sec=p.iter_torch_batches_img_per_sec)
+             pipeline_iter_torch_batches_img_per_sec=p.iter_torch_batches_img_per_sec, pipeline_blocks=p.blocks)
     if cfg.scaling:
         r["scaling"] = {n: asdict(bench.pipeline_throughput(str(root), manifest, n, cfg.pipeline_images,
                                                             cfg.pipeline_warmup))
                         for n in range(1, cpus + 1)}
     print(f"[bench] model training step on {device} ...", flush=True)
-    torch.set_num_threads(os.cpu_count() or 1)
-    r["model_step_img_per_sec"] = bench.model_step_throughput(
-        device, cfg.model_batch or (256 if on_gpu else 32), cfg.model_steps or (50 if on_gpu else 3),
-        amp=on_gpu, channels_last=on_gpu)
-    r["device"] = torch.cuda.get_device_name() if on_gpu else "cpu"
+    r.update(model_figures(cfg, device))
     r["ratios"] = {
         "augment_over_decode": r["augment_per_core"] / r["decode_per_core"],
         "pipeline_over_augment_x_cpus": p.img_per_sec / (r["augment_per_core"] * p.cpus),
@@ -91,6 +97,28 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(r, f, indent=2)
     print(f"[bench] wrote {cfg.json}", flush=True)
     return 0
+
+
+def model_figures(cfg: BenchConfig, device: torch.device) -> dict[str, object]:
+    """Training-step rates (eager, and compiled where asked), FLOPs per image, and the
+    fraction of the device's bf16 peak; bf16 autocast and channels_last on a GPU."""
+    on_gpu = device.type == "cuda"
+    torch.set_num_threads(os.cpu_count() or 1)
+    batch, steps = cfg.model_batch or (256 if on_gpu else 32), cfg.model_steps or (50 if on_gpu else 3)
+    rates = {"eager": bench.model_step_throughput(device, batch, steps, amp=on_gpu, channels_last=on_gpu)}
+    if cfg.compile == "on" or (cfg.compile == "auto" and on_gpu):
+        print("[bench] model training step, torch.compile ...", flush=True)
+        rates["compiled"] = bench.model_step_throughput(device, batch, steps, amp=on_gpu, channels_last=on_gpu,
+                                                        compiled=True)
+    name = torch.cuda.get_device_name() if on_gpu else "cpu"
+    peak = cfg.peak_tflops or (flops.bf16_peak_tflops(name) if on_gpu else None)
+    gflop = bench.model_training_gflop()
+    peak_frac = None if peak is None else {
+        f"{model}{'' if mode == 'eager' else '_compiled'}": flops.peak_fraction(rate, gflop[model] * 1e9, peak)
+        for mode, by_model in rates.items() for model, rate in by_model.items()}
+    return {"model_step_img_per_sec": rates["eager"], "model_step_compiled_img_per_sec": rates.get("compiled"),
+            "model_batch": batch, "model_train_gflop_per_image": gflop, "bf16_peak_tflops": peak,
+            "model_step_peak_frac": peak_frac, "device": name}
 
 
 def print_table(r: dict) -> None:
@@ -112,9 +140,17 @@ def print_table(r: dict) -> None:
         ("pipeline_iter_torch_batches", f"{r['pipeline_iter_torch_batches_img_per_sec']:.0f} img/s",
          "same stream through Ray's iter_torch_batches (copies batches)"),
     ]
-    rows += [(f"model_step[{k}]", f"{v:.1f} img/s", r["device"]) for k, v in r["model_step_img_per_sec"].items()]
+    for key, suffix in (("model_step_img_per_sec", ""), ("model_step_compiled_img_per_sec", "_compiled")):
+        for model, rate in (r[key] or {}).items():
+            frac = (r["model_step_peak_frac"] or {}).get(model + suffix)
+            peak = "" if frac is None else f", {frac:.1%} of {r['bf16_peak_tflops']:g} TFLOP/s bf16"
+            rows.append((f"model_step[{model}{suffix}]", f"{rate:.1f} img/s",
+                         f"{r['device']}, {r['model_train_gflop_per_image'][model]:.2f} GFLOP/img{peak}"))
     for name, value, note in rows:
         print(f"{name:<28} {value:>14}   {note}")
+    if r["pipeline_blocks"] < STEADY_BLOCKS:
+        print(f"warning: the pipeline rate counts only {r['pipeline_blocks']} block(s), which the actors "
+              "make side by side, so it is not a steady-state figure; raise --pipeline-images", flush=True)
     for n, s in (r.get("scaling") or {}).items():
         print(f"scaling: {n} CPU(s) {s['img_per_sec']:.0f} img/s")
 

@@ -5,10 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"decode_per_core", "augment_per_core", "pipeline_img_per_sec", "pipeline_cpus",
         "pipeline_first_batch_s", "pipeline_cold_img_per_sec", "baseline_per_worker", "model_step_img_per_sec",
-        "pipeline_iter_torch_batches_img_per_sec", "augment_all_cores", "device", "ratios"}
+        "pipeline_iter_torch_batches_img_per_sec", "augment_all_cores", "device", "ratios",
+        "model_step_compiled_img_per_sec", "model_train_gflop_per_image", "bf16_peak_tflops", "model_step_peak_frac",
+        "pipeline_blocks"}
 
 
 def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
@@ -16,7 +21,7 @@ def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "jobs/bench.py", "--data", str(tiny_data), "--json", str(out), "--seconds", "0.2",
          "--pipeline-images", "100", "--pipeline-warmup", "100", "--pipeline-cpus", "1",
-         "--model-batch", "2", "--model-steps", "1"],
+         "--model-batch", "2", "--model-steps", "1", "--peak-tflops", "2.5"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
@@ -29,3 +34,28 @@ def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
                                figures["pipeline_img_per_sec"], figures["baseline_per_worker"],
                                figures["augment_all_cores"]))
     assert "augment_per_core" in done.stdout and "x decode" in done.stdout
+    # a CPU run compiles nothing unless asked (--compile auto); its peak is the one given
+    assert figures["model_step_compiled_img_per_sec"] is None
+    assert figures["bf16_peak_tflops"] == 2.5
+    for model, rate in figures["model_step_img_per_sec"].items():
+        flops_per_sec = rate * figures["model_train_gflop_per_image"][model] * 1e9
+        assert figures["model_step_peak_frac"][model] == pytest.approx(flops_per_sec / 2.5e12)
+    assert "of 2.5 TFLOP/s bf16" in done.stdout
+    # 100 images are a few blocks: the rate is flagged as not steady
+    assert 1 <= figures["pipeline_blocks"] < 20
+    assert "not a steady-state figure; raise --pipeline-images" in done.stdout
+
+
+def test_compiled_training_step_trains() -> None:
+    """torch.compile's path through the step (compiled forward and backward, eager SGD)."""
+    from torch import nn
+
+    from alexnet.bench import training_step_rate
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 11, stride=16), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 2))
+    before = net[0].weight.detach().clone()
+    rate = training_step_rate(net, torch.device("cpu"), batch=2, steps=1, amp=False, channels_last=False,
+                              num_classes=2, compiled=True)
+    assert rate > 0
+    assert not torch.equal(net[0].weight, before)  # the compiled module's steps updated the model's own weights
