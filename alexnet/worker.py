@@ -127,6 +127,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
     if on_gpu and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(model)
+    step_model = torch.compile(model) if cfg.compile else model  # shares `model`'s parameters
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     start_epoch, history = 0, []
@@ -155,7 +156,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
         batches = train_shard.iter_torch_batches(
             batch_size=cfg.per_worker_batch, drop_last=True, device=device, prefetch_batches=2,
             local_shuffle_buffer_size=4 * cfg.per_worker_batch)
-        stats = train_one_epoch(model, optimizer, batches, device, mean, amp=cfg.amp and on_gpu,
+        stats = train_one_epoch(step_model, optimizer, batches, device, mean, amp=cfg.amp and on_gpu,
                                 channels_last=cfg.channels_last and on_gpu, on_step=progress)
         epoch_s = time.perf_counter() - started
         counts = evaluate(model.module if hasattr(model, "module") else model,

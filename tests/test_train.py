@@ -39,9 +39,11 @@ def test_two_workers_train_and_log_to_mlflow_then_resume(ray_session, config: Tr
     model = mlflow.pytorch.load_model(f"runs:/{outcome.run_id}/model")  # the MLflow PyTorch model
     assert model(torch.zeros(2, 3, 224, 224)).shape == (2, 3)
 
-    # The same name again, with more epochs: the same MLflow run continues from epoch 1.
-    resumed = fit(replace(config, epochs=2))
+    # The same name again, with more epochs: the same MLflow run continues from epoch 1,
+    # its steps now through torch.compile (under DDP, from the loaded checkpoint).
+    resumed = fit(replace(config, epochs=2, compile=True))
     assert resumed.run_id == outcome.run_id
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_top1_err")]
     assert steps == [0, 1]
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert client.get_metric_history(run.info.run_id, "train_loss")[-1].value > 0
