@@ -23,8 +23,6 @@ from alexnet.data import manifest as mf
 from alexnet.errors import UserError
 from alexnet.trainer import resolve_path
 
-STEADY_BLOCKS = 20  # fewer blocks than this, and blocks finished together inflate the pipeline rate
-
 
 @dataclass
 class BenchConfig:
@@ -148,7 +146,7 @@ def print_table(r: dict) -> None:
                          f"{r['device']}, {r['model_train_gflop_per_image'][model]:.2f} GFLOP/img{peak}"))
     for name, value, note in rows:
         print(f"{name:<28} {value:>14}   {note}")
-    if r["pipeline_blocks"] < STEADY_BLOCKS:
+    if r["pipeline_blocks"] < bench.STEADY_BLOCKS:
         print(f"warning: the pipeline rate counts only {r['pipeline_blocks']} block(s), which the actors "
               "make side by side, so it is not a steady-state figure; raise --pipeline-images", flush=True)
     for n, s in (r.get("scaling") or {}).items():
