@@ -60,27 +60,63 @@ def flat_val_labels(
     if not labels_file.is_file():
         raise UserError(f"--val-labels {labels_file}: file not found")
     if labels_file.suffix.lower() == ".csv":
-        with labels_file.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or not {"ImageId", "PredictionString"} <= set(rows[0]):
-            raise UserError(
-                f"--val-labels {labels_file}: expected CSV columns ImageId,PredictionString"
-            )
-        return {r["ImageId"]: r["PredictionString"].split()[0] for r in rows}
+        return csv_labels(labels_file)
     if synsets_file is None:
         raise UserError(
             f"--val-labels {labels_file} holds ILSVRC2012_IDs: also pass --val-synsets "
             "(the devkit's data/meta.mat, or a text file of wnids in ILSVRC2012_ID order)"
         )
-    order = read_synset_order(synsets_file)
-    ids = [int(line) for line in labels_file.read_text().split()]
+    wnids = ground_truth_wnids(labels_file, read_synset_order(synsets_file), synsets_file)
     stems = sorted(p.stem for p in val_dir.iterdir() if is_image_file(p))
-    if len(stems) != len(ids):
+    if len(stems) != len(wnids):
         raise UserError(
-            f"--val-labels {labels_file} has {len(ids)} labels but {val_dir} holds "
+            f"--val-labels {labels_file} has {len(wnids)} labels but {val_dir} holds "
             f"{len(stems)} images: they must be the full ILSVRC2012 validation set"
         )
-    return {stem: order[i - 1] for stem, i in zip(stems, ids, strict=True)}
+    return dict(zip(stems, wnids, strict=True))
+
+
+def ground_truth_wnids(labels_file: Path, order: list[str], synsets_file: Path) -> list[str]:
+    """The wnid of each line of the devkit's ground truth (1-based ILSVRC2012_IDs).
+
+    Every id is checked, because Python's ``order[0 - 1]`` would quietly give id 0 the
+    last synset: a mislabelled image that no later step can notice.
+    """
+    wnids = []
+    for n, line in enumerate(labels_file.read_text().splitlines(), 1):
+        text = line.strip()
+        if not text:
+            continue
+        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= len(order)):
+            raise UserError(
+                f"--val-labels {labels_file} line {n}: '{text[:40]}' is not an ILSVRC2012_ID "
+                f"within 1..{len(order)} (the synsets of --val-synsets {synsets_file}); "
+                "pass the devkit's ILSVRC2012_validation_ground_truth.txt with its meta.mat"
+            )
+        wnids.append(order[int(text) - 1])
+    return wnids
+
+
+def csv_labels(labels_file: Path) -> dict[str, str]:
+    """ImageId -> the first wnid of its PredictionString; a row without one names its line."""
+    labels = {}
+    with labels_file.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or []):
+            raise UserError(
+                f"--val-labels {labels_file}: expected CSV columns ImageId,PredictionString"
+            )
+        for row in reader:
+            words = (row["PredictionString"] or "").split()
+            if not words:
+                raise UserError(
+                    f"--val-labels {labels_file} line {reader.line_num}: ImageId {row['ImageId']!r} "
+                    "has no PredictionString (expected 'wnid x_min y_min x_max y_max ...')"
+                )
+            labels[row["ImageId"]] = words[0]
+    if not labels:
+        raise UserError(f"--val-labels {labels_file}: no rows under the header ImageId,PredictionString")
+    return labels
 
 
 def scan_flat_val(val_dir: Path, labels: dict[str, str]) -> list[SourceImage]:
