@@ -3,6 +3,7 @@ presets change only what a small machine or dataset needs, and say so."""
 
 from __future__ import annotations
 
+import math
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +20,30 @@ def require(checks: list[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+
+
+def finite_floats(config: Any) -> list[tuple[bool, str]]:
+    """Every float setting (and every float in a list setting) must be a number: `inf`
+    and `nan` parse as floats and pass every `> 0` check, then train to nan or hang a
+    sampler. Generic over the fields, so settings added later are covered too."""
+    checks = []
+    for name, value in vars(config).items():
+        values = value if isinstance(value, tuple) else (value,)
+        bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+        flag = "--" + name.replace("_", "-")
+        checks.append((not bad, f"{flag} must be a finite number, got {value}"))
+    return checks
+
+
+def name_checks(flag: str, name: str) -> list[tuple[bool, str]]:
+    """A run name becomes a folder under --storage and a value in MLflow search filters,
+    which have no escape for a string holding both kinds of quote."""
+    return [
+        (not ("/" in name or "\\" in name or name in (".", "..")),
+         f"{flag} {name!r}: a name must not contain / or \\ or be . or .. (it names a folder under --storage)"),
+        (not ("'" in name and '"' in name),
+         f"{flag} {name!r}: use either ' or \" in a name, not both (MLflow's search filters cannot match it)"),
+    ]
 
 
 @dataclass
@@ -63,9 +88,10 @@ class TrainConfig:
         self.lr_steps = tuple(self.lr_steps)
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            *finite_floats(self),
             (self.workers >= 1, f"--workers must be at least 1, got {self.workers}"),
             (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
-            (self.batch_size % self.workers == 0,
+            (self.workers < 1 or self.batch_size % self.workers == 0,  # --workers 0 is refused above
              f"--batch-size {self.batch_size} must be divisible by --workers {self.workers}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
@@ -74,8 +100,14 @@ class TrainConfig:
             (self.lr_patience >= 0, f"--lr-patience must be non-negative, got {self.lr_patience}"),
             (self.warmup_epochs >= 0, f"--warmup-epochs must be non-negative, got {self.warmup_epochs}"),
             (self.cpus_per_worker >= 0, f"--cpus-per-worker must be non-negative, got {self.cpus_per_worker}"),
+            (self.threads_per_worker >= 0,
+             f"--threads-per-worker must be non-negative (0 = auto), got {self.threads_per_worker}"),
             (self.augment_actors >= 0, f"--augment-actors must be non-negative, got {self.augment_actors}"),
+            (self.augment_cpus >= 0, f"--augment-cpus must be non-negative (0 = auto), got {self.augment_cpus}"),
+            (self.max_failures >= -1,
+             f"--max-failures must be -1 (unlimited) or non-negative, got {self.max_failures}"),
             (self.log_every >= 1, f"--log-every must be at least 1, got {self.log_every}"),
+            *name_checks("--name", self.name),
         ]
         require(checks)
 
@@ -107,7 +139,10 @@ def train_config_for(data: str, preset: str = "", train_args: str = "") -> Train
     a jobs/train.py preset, then jobs/train.py flags, on `data`."""
     from alexnet import cli
 
-    argv = shlex.split(train_args) + ["--data", data]
+    try:
+        argv = shlex.split(train_args) + ["--data", data]
+    except ValueError as e:  # an unclosed quote
+        raise UserError(f"--train-args {train_args!r}: {e}; check its quotes") from e
     if preset:
         if preset not in PRESETS:
             raise UserError(f"--train-preset {preset!r} is not one of {sorted(PRESETS)}")
@@ -155,6 +190,7 @@ class SweepConfig:
         self.lr_range, self.weight_decay_range = tuple(self.lr_range), tuple(self.weight_decay_range)
         self.lr_grid, self.weight_decay_grid = tuple(self.lr_grid), tuple(self.weight_decay_grid)
         seeds = parse_seeds(self.seeds)
+        require(finite_floats(self))
         for flag, bounds in (("--lr-range", self.lr_range), ("--weight-decay-range", self.weight_decay_range)):
             if len(bounds) != 2 or not 0 < bounds[0] < bounds[1]:
                 raise UserError(f"{flag} {bounds}: expected MIN,MAX with 0 < MIN < MAX")
@@ -171,6 +207,7 @@ class SweepConfig:
             (not (seeds and (self.lr_grid or self.weight_decay_grid)),
              "--seeds trains one fixed config: set its --lr/--weight-decay in --train-args, not a grid"),
             (len(set(seeds)) == len(seeds), f"--seeds {self.seeds!r} repeats a seed"),
+            *name_checks("--name", self.name),
         ]
         require(checks)
 
@@ -228,6 +265,10 @@ class EnsembleConfig:
              f"--tag {self.tag!r}: expected KEY=VALUE, with --member-experiment naming where to search"),
             (self.epochs >= 0, f"--epochs must be non-negative, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
+            ("`" not in self.tag.partition("=")[0], f"--tag {self.tag!r}: a tag key cannot contain `"),
+            (not ("'" in self.tag.partition("=")[2] and '"' in self.tag.partition("=")[2]),
+             f"--tag {self.tag!r}: use either ' or \" in it, not both (MLflow's search filters cannot match it)"),
+            *name_checks("--name", self.name),
         ]
         require(checks)
 
@@ -262,5 +303,6 @@ class PredictConfig:
             (bool(self.run), "--run is required: the MLflow run id of a training or ensemble run"),
             (bool(self.images) != bool(self.data), "pass exactly one of --images DIR or --data DIR"),
             (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
+            (bool(self.out), "--out must name a CSV file to write"),
         ]
         require(checks)
