@@ -4,7 +4,8 @@
     python jobs/prepare_data.py --digits --out data/digits    # the embedded default
     python jobs/prepare_data.py --photos 4000 --out data/photos  # photo-like JPEGs, for jobs/bench.py
 
-Reruns on the same --out resume: finished chunks are kept, the rest are rebuilt.
+Reruns on the same --out resume: finished chunks are kept, the rest are rebuilt. --out must
+be new, empty or prepared by this job, and one preparation at a time holds it.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ class PrepareConfig:
 def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(PrepareConfig, __doc__, argv)
     print(f"[prepare] config:\n{cli.describe(cfg)}", flush=True)
-    init_ray(log_to_driver=False)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(cfg.src)
         if cfg.digits:
@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             counts = export_photos(src, cfg.photos)
             print(f"[prepare] wrote windows of scikit-learn's sample photos in ImageNet layout: {counts}",
                   flush=True)
-        prepare(src, cfg.out, val_labels=cfg.val_labels or None,
-                val_synsets=cfg.val_synsets or None, chunk_size=cfg.chunk_size, quality=cfg.quality)
+        # Ray starts (~20 s) only once --src and --out are checked and --out is locked
+        prepare(src, cfg.out, val_labels=cfg.val_labels or None, val_synsets=cfg.val_synsets or None,
+                chunk_size=cfg.chunk_size, quality=cfg.quality, start_ray=lambda: init_ray(log_to_driver=False))
     return 0
 
 

@@ -1,19 +1,26 @@
 """Convert an ImageNet-style tree into Parquet shards of 256x256 JPEGs, as a Ray Data job.
 
 The work is cut into chunks of files. Each chunk is decoded in parallel Ray tasks,
-written to ``<out>/<split>/chunk-NNNNN/`` and then recorded in ``<out>/.chunks/``.
-A rerun on the same ``--out`` skips the chunks already recorded for the same files, so
-an interrupted preparation resumes where it stopped; a chunk whose files changed, or
-that was cut short, is rebuilt.
+written to ``<out>/<split>/chunk-NNNNN/`` and recorded in ``<out>/.chunks/``: first as
+started (from then on the folder is the job's to replace), then as finished. A rerun on
+the same ``--out`` keeps a finished chunk only if its key, everything its rows depend on,
+is unchanged, so an interrupted preparation resumes where it stopped and a chunk whose
+files, labels or position changed, or that was cut short, is rebuilt.
+
+``--out`` holds the user's data next to ours, so the job deletes only folders that its
+own records name, refuses an ``--out`` that it did not prepare, and locks it while it runs.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +31,18 @@ import ray
 from alexnet.data import manifest as mf
 from alexnet.data.images import SHARD_SIZE, encode_jpeg, load_as_rgb_square
 from alexnet.data.layout import SourceImage, find_images
+from alexnet.errors import UserError
+from alexnet.locks import LOCK_NAME, exclusive_lock
 
 MIN_IMAGES_FOR_OWN_PCA = 10
 SHUFFLE_SEED = 0
 # JPEG bytes neither compress nor repeat: stored plain, the training actors read a shard
 # in half the time (5.5 against 11 us per digit image, 16 against 25 on photo-like JPEGs).
 PARQUET_ENCODING = {"compression": "none", "use_dictionary": ["wnid"]}
+ROWS_PER_SHARD = 1000
+RECORDS = ".chunks"
+SPLITS = ("train", "val")
+KEY_VERSION = 2  # raise it whenever the same source files would give different rows
 
 
 @dataclass
@@ -66,11 +79,98 @@ def keep_decoded(table: pa.Table) -> pa.Table:
     return table.filter(ok).select(["image", "label", "wnid", "path", "index"])
 
 
-def chunk_key(images: list[SourceImage], quality: int) -> str:
-    h = hashlib.sha1(f"q={quality}".encode())
+def chunk_key(
+    images: list[SourceImage], split: str, first_index: int, class_index: dict[str, int], quality: int,
+) -> str:
+    """Everything the chunk's rows depend on, so a kept chunk is the one a rebuild would write.
+
+    The label is a position in classes.json: one new class shifts every label after it,
+    while the files stay the same. ``index`` counts from the chunk's first row, so the
+    chunk's position (and the chunk size) count too, and so does each file's size and
+    modification time, which stand for its content.
+    """
+    head = {"version": KEY_VERSION, "split": split, "first_index": first_index, "quality": quality,
+            "image_size": SHARD_SIZE, "rows_per_shard": ROWS_PER_SHARD}
+    h = hashlib.sha1(json.dumps(head, sort_keys=True).encode())
     for im in images:
-        h.update(f"{im.path}\t{im.wnid}\n".encode())
+        h.update(f"{im.path}\t{im.wnid}\t{class_index[im.wnid]}\t{file_stamp(im.path)}\n".encode())
     return h.hexdigest()
+
+
+def file_stamp(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "unreadable"  # the chunk records it as skipped; a readable file changes the key
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def record_path(out: Path, split: str, number: str) -> Path:
+    """The record of ``<split>/chunk-<number>``; `number` is the folder name's digits."""
+    return out / RECORDS / f"{split}-{number}.json"
+
+
+def read_record(out: Path, split: str, number: str, key: str) -> ChunkResult | None:
+    """The chunk's result if it finished under `key` and its shards are all there; None
+    for anything else (missing, unfinished, stale, garbage or truncated): it is rebuilt."""
+    try:
+        record = json.loads(record_path(out, split, number).read_text())
+        if record.get("key") != key:
+            return None
+        result = ChunkResult(**{f.name: record[f.name] for f in dataclasses.fields(ChunkResult)})
+        if all((out / s).is_file() for s in result.shards):
+            return result
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
+    return None
+
+
+def remove_chunk_folder(out: Path, split: str, number: str) -> None:
+    """Delete a chunk folder, but only one that this preparation's records account for.
+
+    ``check_out`` refuses unrecorded chunk folders before any work; this guard makes sure
+    no later change can turn a user's folder into something the job deletes.
+    """
+    if not record_path(out, split, number).exists():
+        raise RuntimeError(f"{out / split}/chunk-{number} has no record in {out / RECORDS}: not deleting it")
+    folder = out / split / f"chunk-{number}"
+    if folder.is_dir():
+        shutil.rmtree(folder)
+
+
+def check_out(out: Path, src: Path) -> None:
+    """Refuse an --out that the job could damage, or that would damage a later run.
+
+    Called before the lock is taken (so nothing is written into a folder that is not
+    ours, not even the lock) and again under it.
+    """
+    o, s = out.resolve(), src.resolve()
+    if o == s or s in o.parents:
+        raise UserError(
+            f"--out {out} is inside --src {src}: a second run would read its train/chunk-* "
+            "folders as classes; choose an --out outside --src"
+        )
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file: pass a directory (new, empty, or one this job prepared)")
+    if out.is_dir() and not (out / RECORDS).is_dir():
+        other = sorted(p.name for p in out.iterdir() if not p.name.startswith(LOCK_NAME))
+        if other:
+            raise UserError(
+                f"--out {out} holds other files ({len(other)}, first: {other[0]}) and was not "
+                f"prepared by this job (no {RECORDS}/ folder): pass a new or empty directory"
+            )
+    check_no_stray_chunks(out)
+
+
+def check_no_stray_chunks(out: Path) -> None:
+    stray = [d for split in SPLITS for d in sorted((out / split).glob("chunk-*"))
+             if not record_path(out, split, d.name.removeprefix("chunk-")).exists()]
+    if stray:
+        raise UserError(
+            f"--out {out}: {stray[0]} ({len(stray)} such) is not a chunk this job recorded in "
+            f"{out / RECORDS}/; the job never deletes what it did not write: move it away or "
+            "choose another --out"
+        )
 
 
 def run_chunk(
@@ -86,11 +186,10 @@ def run_chunk(
     ds = ds.map_batches(process_batch, fn_kwargs={"quality": quality}, batch_size=32).materialize()
     summary = ds.select_columns(["path", "error", "rgb_mean", "rgb_moment"]).to_pandas()
     target = out_dir / rel_dir
-    shutil.rmtree(target, ignore_errors=True)  # a chunk cut short last time is rebuilt whole
     ok = summary["error"] == ""
     if ok.any():
         ds.map_batches(keep_decoded, batch_format="pyarrow").write_parquet(
-            str(target), min_rows_per_file=1000, **PARQUET_ENCODING
+            str(target), min_rows_per_file=ROWS_PER_SHARD, **PARQUET_ENCODING
         )
     shards = sorted(str(p.relative_to(out_dir)) for p in target.glob("*.parquet"))
     good = summary[ok]
@@ -107,15 +206,31 @@ def run_chunk(
 def prepare(
     src: str | Path, out: str | Path, *, val_labels: str | Path | None = None,
     val_synsets: str | Path | None = None, chunk_size: int = 10_000, quality: int = 90,
+    start_ray: Callable[[], object] | None = None,
 ) -> mf.Manifest:
-    """Prepare `src` into `out`; returns the manifest it wrote."""
+    """Prepare `src` into `out`; returns the manifest it wrote.
+
+    The source and `out` are checked, and `out` locked, before anything is written;
+    `start_ray` runs only then (the job starts Ray there, ~20 s), so a bad flag fails at once.
+    """
     src, out = Path(src), Path(out)
     classes, splits = find_images(
         src, Path(val_labels) if val_labels else None, Path(val_synsets) if val_synsets else None
     )
+    check_out(out, src)
+    with exclusive_lock(out, f"--out {out}", "use another --out"):
+        check_out(out, src)  # again: another run may have changed it before we held the lock
+        if start_ray is not None:
+            start_ray()
+        return write_shards(src, out, classes, splits, chunk_size, quality)
+
+
+def write_shards(
+    src: Path, out: Path, classes: list[str], splits: dict[str, list[SourceImage]], chunk_size: int,
+    quality: int,
+) -> mf.Manifest:
     class_index = {w: i for i, w in enumerate(classes)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / ".chunks").mkdir(exist_ok=True)
+    (out / RECORDS).mkdir(exist_ok=True)
     total = sum(len(v) for v in splits.values())
     print(f"[prepare] {src}: {len(classes)} classes, "
           + ", ".join(f"{len(v)} {k}" for k, v in splits.items()) + f" images -> {out}", flush=True)
@@ -129,16 +244,17 @@ def prepare(
         n_chunks = max(1, -(-len(images) // chunk_size))
         for c in range(n_chunks):
             part = images[c * chunk_size:(c + 1) * chunk_size]
-            rel_dir = f"{split}/chunk-{c:05d}"
-            marker = out / ".chunks" / f"{split}-{c:05d}.json"
-            key = chunk_key(part, quality)
-            cached = json.loads(marker.read_text()) if marker.is_file() else None
-            if cached and cached.get("key") == key and all((out / s).is_file() for s in cached["shards"]):
-                result = ChunkResult(**{k: v for k, v in cached.items() if k != "key"})
+            number = f"{c:05d}"
+            key = chunk_key(part, split, c * chunk_size, class_index, quality)
+            result = read_record(out, split, number, key)
+            if result is not None:
                 note = "already done, kept"
             else:
-                result = run_chunk(part, c * chunk_size, class_index, out, rel_dir, quality)
-                mf.write_json_atomic(marker, json.dumps({"key": key, **result.__dict__}))
+                marker = record_path(out, split, number)
+                mf.write_json_atomic(marker, json.dumps({"key": key, "started": True}))  # the folder is ours
+                remove_chunk_folder(out, split, number)  # a chunk cut short last time is rebuilt whole
+                result = run_chunk(part, c * chunk_size, class_index, out, f"{split}/chunk-{number}", quality)
+                mf.write_json_atomic(marker, json.dumps({"key": key, **dataclasses.asdict(result)}))
                 note = f"{len(result.skipped)} skipped"
             results[split].append(result)
             done += len(part)
@@ -153,11 +269,13 @@ def prepare(
 
 
 def remove_stale_chunks(out: Path, split: str, n_chunks: int) -> None:
-    """Chunks beyond the current plan belong to an earlier, larger source: drop them."""
-    for d in (out / split).glob("chunk-*"):
-        if int(d.name.split("-")[1]) >= n_chunks:
-            shutil.rmtree(d)
-            (out / ".chunks" / f"{split}-{d.name.split('-')[1]}.json").unlink(missing_ok=True)
+    """Chunks beyond the current plan belong to an earlier, larger source: drop them,
+    found through their records, so a folder the job did not write is never touched."""
+    for record in sorted((out / RECORDS).glob(f"{split}-*.json")):
+        number = record.stem.removeprefix(f"{split}-")
+        if number.isdigit() and int(number) >= n_chunks:
+            remove_chunk_folder(out, split, number)
+            record.unlink()
 
 
 def assemble_manifest(

@@ -1,6 +1,10 @@
 import csv
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +14,10 @@ from PIL import Image
 
 from alexnet.data import manifest as mf
 from alexnet.data.images import decode_jpeg
-from alexnet.data.prepare import prepare
+from alexnet.data.prepare import ChunkResult, prepare, read_record
 from alexnet.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_prepared_shards_hold_256_jpegs_labels_and_statistics(tiny_data: Path, tiny_src: Path) -> None:
@@ -80,11 +86,14 @@ def test_rerun_resumes_finished_chunks_and_rebuilds_damaged_ones(ray_session, ti
     out = tmp_path / "out"
     first = prepare(tiny_src, out, chunk_size=20)
     shutil.rmtree(out / "train" / "chunk-00001")  # as if the job died while writing it
+    record = out / ".chunks" / "val-00000.json"
+    record.write_bytes(record.read_bytes()[:40])  # a record cut short: rebuilt, not a traceback
     capsys.readouterr()
     second = prepare(tiny_src, out, chunk_size=20)
     log = capsys.readouterr().out
     assert "train chunk 1/2: 20 images, already done, kept" in log
     assert "train chunk 2/2: 16 images, 0 skipped" in log
+    assert "val chunk 1/1: 15 images, 0 skipped" in log
     assert second.splits == first.splits or second.splits["train"].images == first.splits["train"].images
     assert mf.load(out)[0].splits["train"].images == 36
 
@@ -134,3 +143,138 @@ def test_validation_classes_missing_from_train_are_refused(tiny_src: Path, tmp_p
     first.rename(src / "val" / "n99999999")
     with pytest.raises(UserError, match=r"1 validation classes are not among train/'s classes \(first: n99999999\)"):
         prepare(src, tmp_path / "out")
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[]", '{"key": "k", "started": true}', '{"key": "k", "shards": 3}'])
+def test_an_unreadable_or_unfinished_chunk_record_counts_as_missing(tmp_path: Path, text: str) -> None:
+    (tmp_path / ".chunks").mkdir()
+    (tmp_path / ".chunks" / "val-00000.json").write_text(text)
+    assert read_record(tmp_path, "val", "00000", "k") is None
+
+
+def test_a_finished_record_is_kept_only_under_its_key_with_its_shards(tmp_path: Path) -> None:
+    (tmp_path / ".chunks").mkdir()
+    (tmp_path / "val" / "chunk-00000").mkdir(parents=True)
+    (tmp_path / "val" / "chunk-00000" / "a.parquet").write_bytes(b"")
+    result = ChunkResult(shards=["val/chunk-00000/a.parquet"], images=1, skipped=[], mean_sum=[0.0] * 3,
+                         moment_sum=[[0.0] * 3] * 3)
+    (tmp_path / ".chunks" / "val-00000.json").write_text(json.dumps({"key": "k", **result.__dict__}))
+    assert read_record(tmp_path, "val", "00000", "k") == result
+    assert read_record(tmp_path, "val", "00000", "other") is None
+    (tmp_path / "val" / "chunk-00000" / "a.parquet").unlink()
+    assert read_record(tmp_path, "val", "00000", "k") is None
+
+
+def test_adding_a_class_rebuilds_every_chunk_whose_labels_moved(ray_session, tiny_src: Path, tmp_path: Path,
+                                                                capsys) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    shutil.copytree(tiny_src, src)
+    prepare(src, out, chunk_size=20)
+    new_class = src / "train" / "a0000000"  # sorts first: every old label moves up by one
+    new_class.mkdir()
+    for f in sorted((src / "train").glob("d*/*.JPEG"))[:2]:
+        shutil.copy(f, new_class / f.name)
+    capsys.readouterr()
+    manifest = prepare(src, out, chunk_size=20)
+    assert "val chunk 1/1: 15 images, 0 skipped" in capsys.readouterr().out
+    classes = json.loads((out / mf.CLASSES).read_text())
+    assert classes[0] == "a0000000"
+    for split, n in (("train", 38), ("val", 15)):
+        rows = pq.read_table(manifest.shard_paths(out, split)).to_pylist()
+        assert len(rows) == n
+        assert all(classes[r["label"]] == r["wnid"] == Path(r["path"]).parent.name for r in rows)
+
+
+@pytest.fixture
+def src_copy(tiny_src: Path, tmp_path: Path) -> Path:
+    """A source the test may write into."""
+    return Path(shutil.copytree(tiny_src, tmp_path / "src"))
+
+
+@pytest.mark.parametrize("inside", [".", "shards"])
+def test_out_that_is_or_lies_inside_src_is_refused(src_copy: Path, inside: str) -> None:
+    out = src_copy / inside
+    with pytest.raises(UserError, match=rf"--out {out} is inside --src {src_copy}: .*choose an --out outside"):
+        prepare(src_copy, out)
+    assert not (src_copy / "shards").exists() and not (src_copy / ".lock").exists()
+
+
+def test_out_that_is_a_file_is_refused(tiny_src: Path, tmp_path: Path) -> None:
+    out = tmp_path / "shards"
+    out.write_text("mine")
+    with pytest.raises(UserError, match=rf"--out {out} is a file"):
+        prepare(tiny_src, out)
+    assert out.read_text() == "mine"
+
+
+def test_out_with_other_files_and_no_chunk_records_is_refused_untouched(tiny_src: Path, tmp_path: Path) -> None:
+    out = tmp_path / "photos"
+    (out / "train" / "chunk-00000").mkdir(parents=True)
+    (out / "train" / "chunk-00000" / "holiday.jpg").write_bytes(b"mine")
+    with pytest.raises(UserError, match=rf"--out {out} holds other files \(1, first: train\) and was not prepared"):
+        prepare(tiny_src, out)
+    assert sorted(p.name for p in out.iterdir()) == ["train"]  # no lock, no .chunks/ left behind
+    assert (out / "train" / "chunk-00000" / "holiday.jpg").read_bytes() == b"mine"
+
+
+def test_chunk_folder_no_record_accounts_for_is_refused_and_kept(tiny_src: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / ".chunks").mkdir(parents=True)
+    (out / ".chunks" / "train-00000.json").write_text("{}")  # ours: may be replaced
+    (out / "train" / "chunk-00000").mkdir(parents=True)
+    stray = out / "val" / "chunk-00003"
+    stray.mkdir(parents=True)
+    (stray / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=rf"--out {out}: {stray} \(1 such\) is not a chunk this job recorded"):
+        prepare(tiny_src, out)
+    assert (stray / "notes.txt").read_text() == "mine" and (out / "train" / "chunk-00000").is_dir()
+
+
+class Stop(Exception):
+    """Ends a preparation at the point where the job would start Ray."""
+
+
+def test_a_second_preparation_of_one_out_is_refused_naming_the_first(tiny_src: Path, tmp_path: Path) -> None:
+    out, refused = tmp_path / "out", []
+
+    def while_the_first_holds_out() -> None:
+        with pytest.raises(UserError) as e:
+            prepare(tiny_src, out)
+        refused.append(str(e.value))
+        raise Stop
+
+    with pytest.raises(Stop):
+        prepare(tiny_src, out, start_ray=while_the_first_holds_out)
+    assert len(refused) == 1
+    assert f"--out {out} is in use by pid {os.getpid()} on {socket.gethostname()} since " in refused[0]
+    assert "use another --out" in refused[0]
+    assert not (out / ".lock").exists()  # released by the first
+
+
+def test_a_lock_left_by_a_dead_preparation_is_taken_over(tiny_src: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "then",
+                                           "argv": ["jobs/prepare_data.py"]}))
+
+    def started() -> None:
+        assert json.loads((out / ".lock").read_text())["pid"] == os.getpid()
+        raise Stop
+
+    with pytest.raises(Stop):
+        prepare(tiny_src, out, start_ray=started)
+    assert f"taking over {out / '.lock'}: left by pid {dead.pid}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["src", "out"])
+def test_the_job_checks_src_and_out_before_it_starts_ray(tiny_src: Path, tmp_path: Path, bad: str) -> None:
+    src, out = (tmp_path / "missing", tmp_path / "out") if bad == "src" else (tiny_src, tmp_path / "file")
+    (tmp_path / "file").write_text("")
+    env = {**os.environ, "RAY_ADDRESS": "nowhere://ray"}  # any Ray start would fail with Ray's own error
+    job = subprocess.run([sys.executable, "jobs/prepare_data.py", "--src", str(src), "--out", str(out)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert job.returncode == 1, job.stderr
+    assert job.stderr.strip().splitlines()[-1].startswith(f"error: --{bad} ")
+    assert "Traceback" not in job.stderr
