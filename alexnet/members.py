@@ -17,6 +17,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from alexnet import checkpoint as ckpt
 from alexnet.data.manifest import IMAGENET_MEAN
 from alexnet.errors import UserError
 from alexnet.model import AlexNet
@@ -38,7 +39,7 @@ class Member:
 
     def build(self) -> AlexNet:
         model = AlexNet(**self.model_args)
-        model.load_state_dict(self.weights)
+        ckpt.load_weights(model, self.weights, f"member {self.run_id} ('{self.name}')")
         return model.eval()
 
 
@@ -68,11 +69,25 @@ def load_member(client: MlflowClient, run_id: str) -> Member:
             raise UserError(f"{label}: no {CLASSES_ARTIFACT} artifact; it was not logged by "
                             "jobs/train.py, so its labels cannot be checked") from e
         classes = json.loads(Path(classes_path).read_text())
-        state = torch.load(client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, tmp),
-                           map_location="cpu", weights_only=False)
+        state = ckpt.load(client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, tmp), label)
+    check_network(state, label)
     return Member(run_id=run_id, name=run.info.run_name or run_id, seed=int(run.data.params.get("seed", -1)),
                   classes=list(classes), model_args=state["model_args"], weights=state["model"],
                   rgb_mean=list(state.get("rgb_mean") or IMAGENET_MEAN))
+
+
+def check_network(state: dict[str, Any], label: str) -> None:
+    """Refuse a checkpoint whose weights do not fit its network here, on the driver: the
+    scoring actors that build it would only report a traceback. The network is built on
+    the meta device, so the check allocates no weights."""
+    args = state["model_args"]
+    try:
+        with torch.device("meta"):
+            model = AlexNet(**args)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{label}: its model_args {args!r} do not describe an AlexNet ({e}); "
+                        "it was not written by jobs/train.py, leave it out") from e
+    ckpt.check_weights(model, state["model"], label)
 
 
 def check_classes(members: list[Member], classes: list[str], data: str) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 import ray
 import ray.train
-import torch
 from ray.train.torch import TorchTrainer
 
+from alexnet import checkpoint as ckpt
 from alexnet import tracking
 from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
@@ -154,12 +154,11 @@ def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,
     checkpoint_dir = None
     if result.checkpoint is not None:
         with result.checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+            state = ckpt.load(os.path.join(d, CHECKPOINT_FILE), f"run {run_id} ('{name}')")
             client.log_artifacts(run_id, d, "checkpoint")
         checkpoint_dir = result.checkpoint.path
-        model = AlexNet(**state["model_args"])
-        model.load_state_dict(state["model"])
-        tracking.log_pytorch_model(run_id, model.eval(), metadata={
+        model = ckpt.load_weights(AlexNet(**state["model_args"]), state["model"], f"run {run_id} ('{name}')")
+        tracking.log_pytorch_model(run_id, model, metadata={
             "input": "float32 NCHW 224x224, RGB in 0-255 minus rgb_mean", "rgb_mean": state.get("rgb_mean")})
         with tempfile.TemporaryDirectory() as tmp:
             png = training_curves(state["history"], Path(tmp) / "training_curves.png", title=name)

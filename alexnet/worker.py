@@ -20,7 +20,9 @@ import torch
 import torch.distributed as dist
 from mlflow.tracking import MlflowClient
 
+from alexnet import checkpoint as ckpt
 from alexnet import tracking
+from alexnet.checkpoint import CHECKPOINT_FILE
 from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
 from alexnet.data.pipeline import DataResources, eval_dataset
@@ -28,8 +30,6 @@ from alexnet.engine import EpochStats, evaluate, train_one_epoch
 from alexnet.metrics import error_percent
 from alexnet.model import AlexNet
 from alexnet.schedule import LRSchedule
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> AlexNet:
@@ -44,17 +44,17 @@ def model_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
 
 
 def save_checkpoint(directory: str, state: dict[str, Any]) -> None:
-    """Write then rename, so a crash mid-write never leaves a torn checkpoint.pt."""
-    path = os.path.join(directory, CHECKPOINT_FILE)
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    """checkpoint.pt in `directory`, tensors and plain values only (alexnet/checkpoint.py)."""
+    ckpt.save(os.path.join(directory, CHECKPOINT_FILE), state)
 
 
 def load_checkpoint(checkpoint: ray.train.Checkpoint | None) -> dict[str, Any] | None:
+    """The state to resume from, read without unpickling objects: --storage may be a
+    shared bucket that others can write to. Load its weights with `ckpt.load_weights`."""
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as d:
-        return torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+        return ckpt.load(os.path.join(d, CHECKPOINT_FILE), f"the checkpoint in {checkpoint.path}")
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
