@@ -58,17 +58,26 @@ class TrainConfig:
     lr_schedule: Literal["plateau", "step"] = _f(
         "plateau", "plateau: divide by 10 when val top-1 error stops improving (the paper); "
         "step: divide by 10 at --lr-steps")
-    lr_patience: int = _f(3, "plateau: epochs without improvement before dividing the lr")
+    lr_patience: int = _f(3, "plateau: divide the lr by 10 once this many epochs in a row have not improved "
+                             "on the best val top-1 error")
+    lr_max_drops: int = _f(3, "plateau: divide the lr at most this many times (the paper: three; 0 = no limit)")
     lr_steps: tuple[int, ...] = _f((30, 60, 80), "step: epochs at which the lr is divided by 10")
     warmup_epochs: int = _f(0, "epochs of linear lr warm-up from lr/10 (0 = none, the paper)")
+    momentum_rule: Literal["paper", "pytorch"] = _f(
+        "paper", "paper: the velocity keeps the lr it was built with across lr changes (section 5's equations); "
+                 "pytorch: torch.optim.SGD's, which applies a new lr to the whole velocity at once")
+    bias_lr_mult: float = _f(2.0, "biases' learning rate as a multiple of the weights' (2: cuda-convnet's and "
+                                  "Caffe's AlexNet; the paper's text is silent)")
+    bias_decay: bool = _f(False, "apply weight decay to biases too (off: cuda-convnet's and Caffe's AlexNet)")
     grouped: bool = _f(True, "conv2/4/5 in two groups, the paper's two-GPU split")
     lrn: Literal["paper", "cuda-convnet"] = _f(
         "paper", "LRN alpha convention: the paper's formula, or cuda-convnet's alpha/n")
     bias_init: Literal["paper", "caffe"] = _f(
         "paper", "biases of conv2/4/5, fc6/7: 1 (paper) or 0.1 (Caffe, trains more reliably)")
-    dropout: float = _f(0.5, "dropout on fc6 and fc7")
+    dropout: float = _f(0.5, "dropout probability on the outputs of fc6 and fc7 (section 4.2)")
     eval_crop: Literal["center", "ten"] = _f("center", "validation: centre 224 crop, or 10 crops averaged")
-    seed: int = _f(0, "seed of the model's initialisation")
+    seed: int = _f(0, "seed of the run: the initialisation, each rank's and epoch's dropout masks, each "
+                      "epoch's crops, flips and colour jitter")
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto: GPUs when the cluster has them")
     amp: bool = _f(True, "bf16 autocast on GPU (ignored on CPU)")
     channels_last: bool = _f(True, "channels-last memory layout on GPU (ignored on CPU)")
@@ -97,7 +106,10 @@ class TrainConfig:
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, f"--weight-decay must be non-negative, got {self.weight_decay}"),
             (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
-            (self.lr_patience >= 0, f"--lr-patience must be non-negative, got {self.lr_patience}"),
+            (self.lr_patience >= 1, f"--lr-patience must be at least 1, got {self.lr_patience}"),
+            (self.lr_max_drops >= 0, f"--lr-max-drops must be non-negative (0 = no limit), got {self.lr_max_drops}"),
+            (self.bias_lr_mult >= 0, f"--bias-lr-mult must be non-negative, got {self.bias_lr_mult}"),
+            (self.seed >= 0, f"--seed must be non-negative, got {self.seed}"),
             (self.warmup_epochs >= 0, f"--warmup-epochs must be non-negative, got {self.warmup_epochs}"),
             (self.cpus_per_worker >= 0, f"--cpus-per-worker must be non-negative, got {self.cpus_per_worker}"),
             (self.threads_per_worker >= 0,

@@ -26,6 +26,7 @@ from alexnet.data.manifest import Manifest
 from alexnet.data.pipeline import DataResources, eval_dataset, plan_resources
 from alexnet.engine import predict
 from alexnet.members import Member
+from alexnet.memory import keep_network_memory
 from alexnet.metrics import error_percent, topk_correct
 
 Merge = Literal["prob", "logits"]
@@ -43,8 +44,10 @@ class MemberScorer:
         if members and isinstance(members[0], ray.ObjectRef):  # inside a list, so Ray hands over the reference
             members = ray.get(members[0])
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.type == "cpu" and threads:
-            torch.set_num_threads(threads)  # Ray sets 1 for actors with fractional CPUs
+        if self.device.type == "cpu":
+            keep_network_memory()
+            if threads:
+                torch.set_num_threads(threads)  # Ray sets 1 for actors with fractional CPUs
         self.models = [m.build().to(self.device) for m in members]
         self.means = [torch.tensor(m.rgb_mean, dtype=torch.float32, device=self.device) for m in members]
         self.logits = logits
@@ -128,8 +131,10 @@ class Tally:
             "top5": list(top_idx.numpy()), "top5_prob": list(top_p.numpy())}))
         self.images += len(label)
 
-    def errors(self) -> dict[str, Any]:
-        err = lambda c: [error_percent(float(v), self.images) for v in c]  # noqa: E731
+    def errors(self, skipped: int = 0) -> dict[str, Any]:
+        """Errors over every image of the split: the `skipped` ones that preparation could
+        not decode count as wrong, like rows that fail to decode now."""
+        err = lambda c: [error_percent(float(v), self.images + skipped) for v in c]  # noqa: E731
         return {"members": [err(c) for c in self.member_correct], "prefixes": [err(c) for c in self.prefix_correct]}
 
 

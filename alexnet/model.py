@@ -10,6 +10,7 @@ Two choices the paper leaves open are fixed here and documented in docs/model.md
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Literal
 
 import torch
@@ -121,16 +122,19 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),  # -> 6x6
         )
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(256 * 6 * 6, 4096),  # fc6
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, 4096),  # fc7
-            nn.ReLU(inplace=True),
-            nn.Linear(4096, num_classes),  # fc8
-        )
+        # Section 4.2: dropout on the outputs of fc6 and fc7, after their ReLU, as in Caffe's
+        # bvlc_alexnet; pool5 is never dropped (torchvision's layout drops pool5 and fc6 and
+        # leaves fc7 intact). Named layers, so a checkpoint's keys say which layer they are.
+        self.classifier = nn.Sequential(OrderedDict(
+            flatten=nn.Flatten(),
+            fc6=nn.Linear(256 * 6 * 6, 4096),
+            relu6=nn.ReLU(inplace=True),
+            drop6=nn.Dropout(dropout),
+            fc7=nn.Linear(4096, 4096),
+            relu7=nn.ReLU(inplace=True),
+            drop7=nn.Dropout(dropout),
+            fc8=nn.Linear(4096, num_classes),
+        ))
         init_paper_weights(self, bias_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,8 @@ FACTOR = 0.1
 class LRSchedule:
     base_lr: float
     kind: str = "plateau"  # or "step"
-    patience: int = 3
+    patience: int = 3  # plateau: non-improving epochs in a row that trigger a division
+    max_drops: int = 0  # plateau: most divisions (the paper: three); 0 = no limit
     steps: tuple[int, ...] = ()
     warmup_epochs: int = 0
     divisions: int = 0  # plateau: how often the lr has been divided so far
@@ -29,12 +30,15 @@ class LRSchedule:
         return lr
 
     def observe(self, val_top1_err: float) -> None:
-        """Feed the epoch's validation error; the plateau rule may divide the lr."""
+        """Feed the epoch's validation error. Under the plateau rule, the `patience`-th
+        epoch in a row that does not beat the best divides the lr (unless `max_drops`
+        divisions have been made), and the count starts again."""
         if val_top1_err < self.best:
             self.best, self.epochs_since_best = val_top1_err, 0
             return
         self.epochs_since_best += 1
-        if self.kind == "plateau" and self.epochs_since_best > self.patience:
+        capped = self.max_drops and self.divisions >= self.max_drops
+        if self.kind == "plateau" and self.epochs_since_best >= self.patience and not capped:
             self.divisions += 1
             self.epochs_since_best = 0
 

@@ -25,11 +25,14 @@ from alexnet import tracking
 from alexnet.checkpoint import CHECKPOINT_FILE
 from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
-from alexnet.data.pipeline import DataResources, eval_dataset
+from alexnet.data.pipeline import DataResources, eval_dataset, set_epoch
 from alexnet.engine import EpochStats, evaluate, train_one_epoch
+from alexnet.memory import keep_network_memory
 from alexnet.metrics import error_percent
 from alexnet.model import AlexNet
+from alexnet.optim import build_optimizer, set_lr
 from alexnet.schedule import LRSchedule
+from alexnet.seeding import seed_training_step
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> AlexNet:
@@ -65,19 +68,24 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
 
 
 def epoch_metrics(train: EpochStats, counts: torch.Tensor, lr: float, epoch_s: float,
-                  device: torch.device) -> dict[str, float]:
+                  device: torch.device, val_skipped: int = 0) -> dict[str, float]:
+    """The epoch's metrics over all ranks. The validation errors are never optimistic:
+    their denominator is every validation image of the source, and the images that
+    preparation could not decode (`val_skipped`, from the manifest) count as errors, as
+    do the rows that fail to decode now (`bad_images`)."""
     loss_sum, images, bad, wait_s, total_s, c1, c5, n_val, bad_val = all_reduce_sum(
         [train.loss_sum, train.images, train.bad_images, train.wait_s, train.total_s,
          *counts.tolist()], device)
     return {
         "train_loss": loss_sum / max(images, 1),
-        "val_top1_err": error_percent(c1, n_val),
-        "val_top5_err": error_percent(c5, n_val),
+        "val_top1_err": error_percent(c1, n_val + val_skipped),
+        "val_top5_err": error_percent(c5, n_val + val_skipped),
         "lr": lr,
         "images_per_sec": (images + bad) / max(epoch_s, 1e-9),
         "input_stall_frac": wait_s / max(total_s, 1e-9),
         "bad_images": bad + bad_val,
         "val_images": n_val,
+        "val_skipped": val_skipped,
     }
 
 
@@ -117,10 +125,13 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
     # would leave a CPU-only run on one core.
     threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // ctx.get_local_world_size())
     torch.set_num_threads(threads)
-    torch.manual_seed(cfg.seed)
+    if not on_gpu:
+        keep_network_memory()
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
     model = build_model(cfg, manifest.num_classes)
-    schedule = LRSchedule(cfg.lr, cfg.lr_schedule, cfg.lr_patience, cfg.lr_steps, cfg.warmup_epochs)
+    schedule = LRSchedule(cfg.lr, cfg.lr_schedule, patience=cfg.lr_patience, max_drops=cfg.lr_max_drops,
+                          steps=cfg.lr_steps, warmup_epochs=cfg.warmup_epochs)
     state = load_checkpoint(ray.train.get_checkpoint())
     if state is not None:
         model.load_state_dict(state["model"])
@@ -128,8 +139,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
         model = model.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(model)
     step_model = torch.compile(model) if cfg.compile else model  # shares `model`'s parameters
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult, cfg.bias_decay)
     start_epoch, history = 0, []
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -148,8 +158,13 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
 
     for epoch in range(start_epoch, cfg.epochs):
         lr = schedule.lr(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr, cfg.momentum_rule)
+        seed_training_step(cfg.seed, rank, epoch)  # each rank's own dropout masks, the same on a rerun
+        if config.get("epoch_clock"):  # the augmentation actors' crops for this epoch
+            if rank == 0:
+                set_epoch(config["epoch_clock"], epoch)
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()  # no rank starts the epoch's data before the clock says which
         started = time.perf_counter()
         progress = StepPrinter(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch, cfg.log_every, lr, world,
                                started) if rank == 0 else None
@@ -162,7 +177,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
         counts = evaluate(model.module if hasattr(model, "module") else model,
                           val.iter_torch_batches(batch_size=2 * cfg.per_worker_batch, device=device),
                           device, mean, amp=cfg.amp and on_gpu, channels_last=cfg.channels_last and on_gpu)
-        metrics = epoch_metrics(stats, counts, lr, epoch_s, device)
+        metrics = epoch_metrics(stats, counts, lr, epoch_s, device, manifest.splits["val"].skipped)
         schedule.observe(metrics["val_top1_err"])
         history.append(metrics)
         if rank == 0:

@@ -58,6 +58,31 @@ def test_paper_initialisation() -> None:
     assert abs(float(caffe[5].weight.std()) - 0.005) < 0.001
 
 
+def test_classifier_is_the_papers_fc6_relu_dropout_fc7_relu_dropout_fc8() -> None:
+    names = [(name, type(m).__name__) for name, m in AlexNet(10).classifier.named_children()]
+    assert names == [("flatten", "Flatten"), ("fc6", "Linear"), ("relu6", "ReLU"), ("drop6", "Dropout"),
+                     ("fc7", "Linear"), ("relu7", "ReLU"), ("drop7", "Dropout"), ("fc8", "Linear")]
+
+
+def test_dropout_zeroes_fc7s_output_and_never_pool5() -> None:
+    torch.manual_seed(0)
+    model = AlexNet(10, bias_init="caffe").train()
+    seen: dict[str, torch.Tensor] = {}
+    c = model.classifier
+    c.fc6.register_forward_hook(lambda m, inp, out: seen.update(fc6_in=inp[0].clone()))
+    c.relu7.register_forward_hook(lambda m, inp, out: seen.update(fc7_out=out.clone()))
+    c.fc8.register_forward_hook(lambda m, inp, out: seen.update(fc8_in=inp[0].clone()))
+    x = torch.randn(4, 3, 224, 224) * 50
+    model(x)
+    pool5 = model.features(x).flatten(1)
+    assert torch.equal(seen["fc6_in"], pool5)  # pool5 reaches fc6 whole
+    alive = seen["fc7_out"] > 0
+    dropped = alive & (seen["fc8_in"] == 0)
+    assert 0.4 < dropped.sum() / alive.sum() < 0.6  # half of fc7's active outputs are zeroed...
+    kept = alive & ~dropped
+    assert torch.allclose(seen["fc8_in"][kept], 2 * seen["fc7_out"][kept])  # ...the rest scaled by 1/(1-p)
+
+
 def test_dropout_only_in_training() -> None:
     model = AlexNet(10)
     x = torch.randn(4, 3, 224, 224)

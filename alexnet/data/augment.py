@@ -19,7 +19,6 @@ faster than 128.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -27,11 +26,11 @@ from typing import Literal
 import numpy as np
 
 from alexnet.data.images import SHARD_SIZE, decode_buffer, decode_jpeg
+from alexnet.memory import MMAP_THRESHOLD, reuse_freed_memory
 
 CROP = 224
 CROP_BYTES = CROP * CROP * 3  # one uint8 RGB crop as the actors send it
 PCA_STD = 0.1  # alpha_i ~ N(0, 0.1), section 4.1
-MMAP_THRESHOLD = 32 << 20  # glibc's largest M_MMAP_THRESHOLD: bigger buffers are always mapped fresh
 OUTPUT_ROWS = MMAP_THRESHOLD // CROP_BYTES  # 222 crops per output block: 31.9 MB, just under it
 
 EvalCrop = Literal["center", "ten"]
@@ -78,20 +77,6 @@ def decode_into(out: np.ndarray, valid: np.ndarray, images: np.ndarray, place) -
             valid[i] = False
 
 
-def reuse_freed_memory() -> None:
-    """Keep freed buffers of up to 32 MB on glibc's heap for the next allocation.
-
-    By default glibc hands large buffers to mmap and returns them on free, so every new
-    output block costs page faults and the kernel zero-filling each page: a quarter of an
-    augmentation actor's time went there. A no-op where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: do not give the heap's top back
-    except (OSError, AttributeError):
-        pass
-
-
 class TrainAugment:
     """Ray Data actor: decode, random 224 crop; a flip bit (p = 0.5) and a PCA offset
     per image, applied on the device. Called with a batch, it yields blocks of at most
@@ -100,22 +85,27 @@ class TrainAugment:
     def __init__(self, eigval: list[float], eigvec: list[list[float]], seed: int | None = None,
                  pca_std: float = PCA_STD, crop: int = CROP, out_rows: int = OUTPUT_ROWS) -> None:
         self.jitter = PCAJitter(np.asarray(eigval, np.float64), np.asarray(eigvec, np.float64), pca_std)
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.crop = crop
         self.out_rows = out_rows
         reuse_freed_memory()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def __call__(self, batch: dict[str, np.ndarray],
+                 rng: np.random.Generator | None = None) -> Iterator[dict[str, np.ndarray]]:
+        """Augment `batch` with `rng` (default: the actor's own stream)."""
+        rng = self.rng if rng is None else rng
         for start in range(0, len(batch["image"]), self.out_rows):
-            yield self.augment({k: v[start:start + self.out_rows] for k, v in batch.items()})
+            yield self.augment({k: v[start:start + self.out_rows] for k, v in batch.items()}, rng)
 
-    def augment(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def augment(self, batch: dict[str, np.ndarray], rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        rng = self.rng if rng is None else rng
         n = len(batch["image"])
         out = np.empty((n, self.crop, self.crop, 3), np.uint8)
         valid = np.ones(n, bool)
-        decode_into(out, valid, batch["image"], lambda im: random_crop(im, self.rng, self.crop))
+        decode_into(out, valid, batch["image"], lambda im: random_crop(im, rng, self.crop))
         return {"image": out, "label": batch["label"].astype(np.int64),
-                "offset": self.jitter.offsets(self.rng, n), "flip": self.rng.random(n) < 0.5, "valid": valid}
+                "offset": self.jitter.offsets(rng, n), "flip": rng.random(n) < 0.5, "valid": valid}
 
 
 def eval_batch(batch: dict[str, np.ndarray], crop: EvalCrop = "center",

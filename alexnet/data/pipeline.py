@@ -4,6 +4,7 @@ training device."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from ray.data import ActorPoolStrategy, Dataset
 
 from alexnet.data.augment import EvalCrop, TrainAugment, eval_batch
 from alexnet.data.manifest import Manifest
+from alexnet.seeding import augment_rng
 
 EVAL_BATCH = 64  # images per evaluation task call
 SHARDS_PER_CALL = 2  # shards each training actor call reads, augments and sends as one block
@@ -84,18 +86,63 @@ def binary_views(column: pa.ChunkedArray) -> list[memoryview]:
     return views
 
 
+@ray.remote(num_cpus=0)
+class EpochClock:
+    """The epoch a training run is in, for the augmentation actors. Ray Data builds the
+    actors from the same arguments every epoch, so they ask: rank 0 sets the epoch before
+    any rank starts reading it (Ray Data starts an epoch's execution only once every rank
+    has asked for it)."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def get(self) -> int:
+        return self.epoch
+
+
+def start_epoch_clock() -> tuple[str, ray.actor.ActorHandle]:
+    """A new clock for one training run: the name its users look it up by, and the handle
+    that keeps it alive (Ray ends an actor once its creator drops the last handle)."""
+    name = f"alexnet-epoch-clock-{uuid.uuid4().hex}"
+    handle = EpochClock.options(name=name).remote()
+    ray.get(handle.get.remote())  # registered and running before anyone looks it up
+    return name, handle
+
+
+def set_epoch(clock: str, epoch: int) -> None:
+    ray.get(ray.get_actor(clock).set.remote(epoch))
+
+
 class ShardAugment(TrainAugment):
     """The training actor: reads each shard it is given and yields its augmented batches.
 
     Reading in the actor rather than in a read task per shard saves what each Ray task
     costs (scheduling in the driver, the raylet, a worker process, the shard's JPEGs going
     through the object store): on the 2-core machine ~30 us of CPU per image, a quarter
-    of the augmentation itself, and 17% more images per second (docs/performance.md)."""
+    of the augmentation itself, and 17% more images per second (docs/performance.md).
+
+    With a `seed`, each row group's crops, flips and PCA offsets come from a stream of
+    their own (`alexnet.seeding.augment_rng`: the seed, the epoch on `clock`, the row
+    group's first image), so they differ between epochs and are the same whenever that
+    epoch is run again, whichever actor gets the shard. Without one, each actor draws
+    from fresh OS entropy."""
+
+    def __init__(self, *args, clock: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def epoch(self) -> int:
+        return ray.get(ray.get_actor(self.clock).get.remote()) if self.clock else 0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        for table in read_row_groups(batch, ["image", "label"]):
+        epoch = self.epoch() if self.seed is not None else 0
+        for table in read_row_groups(batch, ["image", "label", "index"]):
+            rng = None if self.seed is None else augment_rng(self.seed, epoch, int(table.column("index")[0].as_py()))
             yield from super().__call__({"image": binary_views(table.column("image")),
-                                         "label": table.column("label").to_numpy()})
+                                         "label": table.column("label").to_numpy()}, rng)
 
 
 def shards_per_call(shards: int, actors: int) -> int:
@@ -103,7 +150,8 @@ def shards_per_call(shards: int, actors: int) -> int:
     return max(1, min(SHARDS_PER_CALL, shards // max(actors, 1)))
 
 
-def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int | None = None) -> Dataset:
+def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int | None = None,
+                  clock: str | None = None) -> Dataset:
     """Shards in a new random order each epoch, `SHARDS_PER_CALL` per actor call, each
     call's crops one block.
 
@@ -116,7 +164,8 @@ def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int |
     paths = manifest.shard_paths(root, "train")
     ds = shard_paths_dataset(paths, shuffle=True).map_batches(
         ShardAugment,
-        fn_constructor_kwargs={"eigval": manifest.pca_eigval, "eigvec": manifest.pca_eigvec, "seed": seed},
+        fn_constructor_kwargs={"eigval": manifest.pca_eigval, "eigvec": manifest.pca_eigvec, "seed": seed,
+                              "clock": clock},
         compute=ActorPoolStrategy(size=res.augment_actors, max_tasks_in_flight_per_actor=CALLS_IN_FLIGHT),
         num_cpus=res.augment_cpus,
         batch_size=shards_per_call(len(paths), res.augment_actors),

@@ -15,7 +15,9 @@ from alexnet.data.pipeline import (
     DataResources,
     ShardAugment,
     binary_views,
+    set_epoch,
     shards_per_call,
+    start_epoch_clock,
     train_dataset,
 )
 
@@ -54,3 +56,28 @@ def test_binary_views_match_the_values_of_sliced_chunked_and_large_columns() -> 
     for column in (pa.chunked_array(chunks[:1]), pa.chunked_array(chunks[:1]).slice(1, 3),
                    pa.chunked_array([chunks[1].slice(1)]), pa.chunked_array([pa.array([], pa.binary())])):
         assert [bytes(v) for v in binary_views(column)] == [v or b"" for v in column.to_pylist()]
+
+
+def augmented(aug: ShardAugment, paths: list[str]) -> dict[str, np.ndarray]:
+    blocks = list(aug({"path": np.array(paths, dtype=object)}))
+    return {k: np.concatenate([b[k] for b in blocks]) for k in ("image", "offset", "flip")}
+
+
+def test_crops_differ_between_epochs_and_repeat_within_one(ray_session, tiny_data: Path) -> None:
+    """Ray Data builds the actors from the same arguments every epoch: with a fixed --seed
+    their draws still differ per epoch (the clock), and an epoch run again, by any actor,
+    draws the same."""
+    manifest, _ = mf.load(tiny_data)
+    paths = manifest.shard_paths(str(tiny_data), "train")
+    clock, _alive = start_epoch_clock()
+    make = lambda: ShardAugment(manifest.pca_eigval, manifest.pca_eigvec, seed=0, clock=clock)  # noqa: E731
+    set_epoch(clock, 0)
+    first, again = augmented(make(), paths), augmented(make(), paths)
+    set_epoch(clock, 1)
+    second = augmented(make(), paths)
+    for key in ("image", "offset", "flip"):
+        assert np.array_equal(first[key], again[key]), key
+    assert not np.array_equal(first["image"], second["image"])
+    assert not np.array_equal(first["offset"], second["offset"])
+    other_seed = augmented(ShardAugment(manifest.pca_eigval, manifest.pca_eigvec, seed=1, clock=clock), paths)
+    assert not np.array_equal(second["offset"], other_seed["offset"])
