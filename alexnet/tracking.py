@@ -111,17 +111,26 @@ def log_epoch(c: MlflowClient, run_id: str, epoch: int, metrics: dict[str, float
 
 
 def log_pytorch_model(run_id: str, model: Any, name: str = "model", metadata: dict | None = None) -> str:
-    """Log `model` as an MLflow PyTorch model of run `run_id`, loadable anywhere with
-    ``mlflow.pytorch.load_model(f"runs:/{run_id}/model")``: the `alexnet` package travels
-    with it (code_paths), so loading needs torch and mlflow, not this project."""
+    """Log `model` (an AlexNet taking float32 NCHW 224x224) as an MLflow PyTorch model of
+    run `run_id`, exported with torch.export ("pt2"), not pickled: loading it runs no code
+    from the file, and MLflow can verify that before it loads (with
+    MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false). ``mlflow.pytorch.load_model`` returns the
+    exported graph with the trained weights, in eval mode, and needs torch, not this project."""
     import mlflow.pytorch
+    import numpy as np
     import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
 
-    import alexnet
-
+    model = model.eval()
+    with torch.no_grad():
+        num_classes = model(torch.zeros(1, 3, 224, 224)).shape[1]
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, 224, 224))]),
+                               outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, num_classes))]))
     torch_version = torch.__version__.split("+")[0]
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         info = mlflow.pytorch.log_model(
-            model, name=name, code_paths=[str(Path(alexnet.__file__).parent)], serialization_format="pickle",
+            model, name=name, serialization_format="pt2", signature=signature,
+            input_example=np.zeros((2, 3, 224, 224), np.float32),  # batch 2: the batch dimension stays dynamic
             pip_requirements=[f"torch=={torch_version}", f"mlflow=={mlflow.__version__}"], metadata=metadata)
     return info.model_uri

@@ -1,0 +1,96 @@
+"""What someone else logged to the tracking server never runs here: a planted checkpoint
+is refused by name by jobs/predict.py and by the ensemble's member gathering (run ids,
+--parent, --tag), and the MLflow model the training run logs is not a pickle. Real
+MLflow runs in the session's store; no Ray."""
+
+import json
+import sys
+from pathlib import Path
+
+import mlflow.pytorch
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from alexnet import checkpoint as ckpt
+from alexnet import members as mb
+from alexnet import tracking
+from alexnet.assemble import member_run_ids
+from alexnet.config import EnsembleConfig
+from alexnet.errors import UserError
+from alexnet.model import AlexNet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
+import predict as predict_job  # noqa: E402
+from test_checkpoint import WritesAFile  # noqa: E402
+
+EXPERIMENT = "test-security"
+
+
+def plant_run(client: MlflowClient, checkpoint: Path, name: str, tags: dict[str, str] | None = None) -> str:
+    """A FINISHED run with classes.json and `checkpoint` as checkpoint/checkpoint.pt, as
+    anyone who can log to the tracking server can make one."""
+    run = client.create_run(tracking.experiment_id(client, EXPERIMENT), run_name=name, tags=tags or {})
+    run_id = run.info.run_id
+    classes = checkpoint.parent / "classes.json"
+    classes.write_text(json.dumps(["n0", "n1", "n2"]))
+    client.log_artifact(run_id, str(classes))
+    client.log_artifact(run_id, str(checkpoint), "checkpoint")
+    client.log_param(run_id, "seed", "0")
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> tuple[Path, Path]:
+    """checkpoint.pt whose unpickling writes `marker`, and the marker's path."""
+    folder, marker = tmp_path / "planted", tmp_path / "pwned"
+    folder.mkdir()
+    torch.save({"model": WritesAFile(marker), "model_args": {"num_classes": 3}}, folder / ckpt.CHECKPOINT_FILE)
+    return folder / ckpt.CHECKPOINT_FILE, marker
+
+
+def test_predict_refuses_a_planted_checkpoint_by_run_and_never_runs_it(planted, tmp_path: Path) -> None:
+    checkpoint, marker = planted
+    client = tracking.client()
+    run_id = plant_run(client, checkpoint, "planted")
+    images, out = tmp_path / "images", tmp_path / "out.csv"
+    images.mkdir()
+    with pytest.raises(UserError) as e:
+        predict_job.main(["--run", run_id, "--images", str(images), "--out", str(out)])
+    message = str(e.value)
+    assert message.startswith(f"member {run_id} ('planted'): checkpoint.pt holds objects that are not tensors")
+    assert "will not be unpickled" in message and "\n" not in message
+
+    ensemble = client.create_run(tracking.experiment_id(client, EXPERIMENT), run_name="ensemble-with-it")
+    client.log_param(ensemble.info.run_id, "member_run_ids", run_id)  # an ensemble run that names it
+    with pytest.raises(UserError, match=f"member {run_id} .*will not be unpickled"):
+        predict_job.main(["--run", ensemble.info.run_id, "--images", str(images), "--out", str(out)])
+    assert not marker.exists() and not out.exists()
+
+
+def test_ensemble_gathering_refuses_it_by_run_ids_parent_and_tag(planted) -> None:
+    checkpoint, marker = planted
+    client = tracking.client()
+    parent = client.create_run(tracking.experiment_id(client, EXPERIMENT), run_name="sweep").info.run_id
+    run_id = plant_run(client, checkpoint, "trial-0", {tracking.PARENT_TAG: parent, "team": "planted"})
+    for cfg in (EnsembleConfig(runs=(run_id,), members=1), EnsembleConfig(parent=parent, members=1),
+                EnsembleConfig(tag="team=planted", member_experiment=EXPERIMENT, members=1)):
+        ids = member_run_ids(client, cfg, "ens")  # what alexnet/assemble.py gathers, then loads
+        assert ids == [run_id]
+        with pytest.raises(UserError, match=rf"^member {run_id} \('trial-0'\): checkpoint.pt holds objects"):
+            [mb.load_member(client, i) for i in ids]
+    assert not marker.exists()
+
+
+def test_the_logged_mlflow_model_loads_with_pickle_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = tracking.client()
+    run_id = client.create_run(tracking.experiment_id(client, EXPERIMENT), run_name="model").info.run_id
+    model = AlexNet(3).eval()
+    uri = tracking.log_pytorch_model(run_id, model, metadata={"rgb_mean": [1.0, 2.0, 3.0]})
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # MLflow checks the file is no pickle
+    loaded = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+    x = torch.rand(2, 3, 224, 224) * 255 - 120
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-5)
+    assert mlflow.models.get_model_info(uri).metadata["rgb_mean"] == [1.0, 2.0, 3.0]
