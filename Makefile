@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/digits
 
-.PHONY: install data train tune ensemble test bench bench-photos lint clean help cluster-up submit cluster-down cluster-run mlflow-ui
+.PHONY: install data train tune ensemble test bench bench-photos lint clean clean-runs help cluster-up submit cluster-down cluster-run mlflow-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -76,5 +76,14 @@ mlflow-ui: $(STAMP)  ## browse the runs: MLflow UI on the project's store at htt
 lint: $(STAMP)  ## ruff
 	$(VENV)/bin/ruff check alexnet jobs tests
 
-clean:  ## remove prepared data, runs and the MLflow store (keeps .venv)
-	rm -rf data runs mlruns mlruns.db
+# `clean` removes only what the targets above rebuild. Checkpoints and MLflow runs are
+# work: clean-runs deletes them, and only with CONFIRM=yes.
+clean:  ## remove what `make data`/`bench` rebuild: data/digits, data/photos, bench*.json (keeps runs, MLflow, .venv)
+	rm -rf $(DATA) data/photos bench.json bench-photos.json
+
+clean-runs:  ## delete every checkpoint (runs/) and every MLflow run and model (mlruns/, mlruns.db): CONFIRM=yes
+	@if [ "$(CONFIRM)" != yes ]; then \
+		echo "make clean-runs deletes runs/ (every checkpoint), mlruns/ and mlruns.db (every MLflow run, metric" \
+			"and logged model, of every experiment, not only the demo's). It cannot be undone."; \
+		echo "To go ahead: make clean-runs CONFIRM=yes"; exit 1; fi
+	rm -rf runs mlruns mlruns.db

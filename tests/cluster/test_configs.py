@@ -83,8 +83,17 @@ def test_launcher_config_is_valid_and_fits_its_training_command() -> None:
                for name, t in types.items() if name != config["head_node_type"]), "CPU nodes for augmentation"
 
 
+def kube_documents() -> list[dict]:
+    """kuberay-rayjob.yaml: the RayJob and the NetworkPolicy that fences it, as `kubectl apply` reads them."""
+    return [d for d in yaml.safe_load_all((CLUSTER / "kuberay-rayjob.yaml").read_text()) if d]
+
+
+def rayjob() -> dict:
+    return next(d for d in kube_documents() if d["kind"] == "RayJob")
+
+
 def test_rayjob_manifest_names_a_real_job_and_enough_gpus() -> None:
-    job = yaml.safe_load((CLUSTER / "kuberay-rayjob.yaml").read_text())
+    job = rayjob()
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
     spec = job["spec"]
     script, flags = parse_command(shlex.split(spec["entrypoint"]))
@@ -124,9 +133,82 @@ def test_every_way_to_start_ray_passes_the_project_settings() -> None:
     for command in starts:
         assert all(w in command.split(" start ")[0] for w in wanted), command
 
-    cluster = yaml.safe_load((CLUSTER / "kuberay-rayjob.yaml").read_text())["spec"]["rayClusterSpec"]
+    cluster = rayjob()["spec"]["rayClusterSpec"]
     groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
     for group in groups:
         for container in group["template"]["spec"]["containers"]:
-            env = {e["name"]: e["value"] for e in container.get("env", [])}
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
             assert {k: env.get(k) for k in RAY_SETTINGS} == RAY_SETTINGS, container["name"]
+
+
+def launcher_start_commands(config: dict) -> list[str]:
+    return [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in config[key]
+            if "ray start" in c]
+
+
+def test_launcher_starts_every_node_with_token_auth_and_keeps_the_dashboard_local() -> None:
+    """Ray 2.60 requires a token only where RAY_AUTH_MODE=token is in `ray start`'s
+    environment (or ~/.ray/auth_token already exists, which a fresh node lacks)."""
+    text = (CLUSTER / "aws-gpu.yaml").read_text()
+    config = yaml.safe_load(text)
+    starts = launcher_start_commands(config)
+    assert len(starts) == 2
+    for command in starts:
+        assert "RAY_AUTH_MODE=token" in command.split(" ray start ")[0].split(), command
+    head = next(c for c in starts if "--head" in c)
+    assert re.search(r"--dashboard-host[= ]127\.0\.0\.1\b", head), head
+    assert "0.0.0.0" not in yaml.safe_dump(config), "nothing in the launcher config listens on every interface"
+    # Every node gets the token at Ray's default path, copied from a file outside the project.
+    source = config["file_mounts"]["~/.ray/auth_token"]
+    assert source.startswith(("~/", "/")) and not (ROOT / source).exists()
+    header = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")]
+    assert any(line.startswith("ray dashboard cluster/aws-gpu.yaml") for line in header)  # the SSH tunnel
+    assert any("RAY_AUTH_MODE=token" in line and "RAY_AUTH_TOKEN_PATH=" in line for line in header)
+    assert "--address http://127.0.0.1:8265" in " ".join(launcher_submit_command(text))
+
+
+def test_rayjob_takes_the_token_from_a_secret_and_a_network_policy_fences_it() -> None:
+    spec = rayjob()["spec"]
+    cluster = spec["rayClusterSpec"]
+    secret = cluster["authOptions"]["secretName"]
+    assert cluster["authOptions"]["mode"] == "token"
+    templates = [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"]),
+                 spec["submitterPodTemplate"]]
+    labels = {}
+    for template in templates:
+        labels.update(template["metadata"]["labels"])
+        for container in template["spec"]["containers"]:
+            env = {e["name"]: e for e in container["env"]}
+            assert env["RAY_AUTH_MODE"].get("value") == "token", container["name"]
+            token = env["RAY_AUTH_TOKEN"]
+            assert "value" not in token, f"{container['name']}: a literal token"
+            assert token["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "auth_token"}, container["name"]
+            assert 10001 not in {p["containerPort"] for p in container.get("ports", [])}, "no Ray Client port"
+
+    policy = next(d for d in kube_documents() if d["kind"] == "NetworkPolicy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector and all(t["metadata"]["labels"].items() >= selector.items() for t in templates)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    for rule in policy["spec"]["ingress"]:
+        for peer in rule["from"]:
+            if "namespaceSelector" in peer:  # from outside the job's pods: the operator, to the dashboard only
+                assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "kuberay-operator"}
+                assert rule["ports"] == [{"port": 8265, "protocol": "TCP"}]
+            else:
+                assert peer == {"podSelector": {"matchLabels": selector}}
+
+
+@pytest.mark.parametrize("path", ["aws-gpu.yaml", "kuberay-rayjob.yaml", "runtime_env.yaml", "README.md"])
+def test_no_cluster_file_holds_a_token(path: str) -> None:
+    text = (CLUSTER / path).read_text()
+    assert not re.search(r"\b[0-9a-fA-F]{32,}\b|\b[A-Za-z0-9+/]{40,}={0,2}", text), "a literal token"
+    assert not re.search(r"RAY_AUTH_TOKEN=[^$\s]", text), "a token set by value"
+    if path.endswith(".yaml"):
+        docs = [d for d in yaml.safe_load_all(text) if d]
+        assert not any(d.get("kind") == "Secret" for d in docs), "the Secret is made with kubectl, not kept here"
+
+
+def test_no_cluster_doc_promises_object_store_data() -> None:
+    """--data must be a directory every node reads: the manifest is read from local files."""
+    for path in CLUSTER.iterdir():
+        assert not re.search(r"--data[ =](s3|gs)://", path.read_text()), path.name
