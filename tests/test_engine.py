@@ -1,4 +1,6 @@
-"""The training loop without Ray, on real digits scans from the prepared shards."""
+"""The training loop without Ray, on real digits scans from the prepared shards, and
+ten-crop scoring and top-k counting against a hand computation on a model whose logits
+are a known function of the pixels (ten classes, so that top-5 can be wrong). CPU only."""
 
 from pathlib import Path
 
@@ -6,11 +8,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from torch import nn
 
 from alexnet.data import manifest as mf
 from alexnet.data.augment import TrainAugment, eval_batch
 from alexnet.data.device import ten_crops, to_input
-from alexnet.engine import Diverged, evaluate, train_one_epoch
+from alexnet.engine import Diverged, evaluate, predict, train_one_epoch
 from alexnet.model import AlexNet
 
 
@@ -82,3 +85,64 @@ def test_ten_crop_evaluation_scores_each_image_once(tiny_data: Path) -> None:
     counts = evaluate(AlexNet(3), [{k: torch.from_numpy(v) for k, v in batch.items()}], torch.device("cpu"),
                       torch.tensor(manifest.rgb_mean))
     assert counts[2] == 4 and counts[1] == 4
+
+
+CLASSES = 10  # more than five, so that top-5 can be wrong
+SCALE = 0.05  # keeps the logits within a few units, so the ten crops' softmaxes really mix
+# the ten 224 windows of a 256 image, written out: (top, left) of the four corners and the centre
+WINDOWS = [(0, 0), (0, 32), (32, 0), (32, 32), (16, 16)]
+
+
+class TopRowLogits(nn.Module):
+    """Class j's logit is SCALE times channel 0 of the crop's top row at column j: a known
+    function of which pixels a crop holds and of whether it is mirrored."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return SCALE * x[:, 0, 0, :CLASSES]
+
+
+def hand_ten_crop(images: np.ndarray, mean: np.ndarray, logits: bool = False) -> np.ndarray:
+    """TopRowLogits' ten-crop score, computed from pixel coordinates alone: each window's
+    top row as is, and mirrored (its last columns first), softmax (or not), averaged."""
+    out = np.zeros((len(images), CLASSES))
+    for i, img in enumerate(images.astype(np.float64)):
+        for top, left in WINDOWS:
+            row = img[top, left:left + 224, 0] - mean[0]
+            for seen in (row, row[::-1]):
+                z = SCALE * seen[:CLASSES]
+                out[i] += (z if logits else np.exp(z - z.max()) / np.exp(z - z.max()).sum()) / 10
+    return out
+
+
+def random_images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
+
+
+def test_ten_crop_prediction_is_the_average_of_the_ten_crops_softmaxes() -> None:
+    images, mean = random_images(3), np.array([120.0, 110.0, 100.0])
+    batch, cpu = {"image": torch.from_numpy(images)}, torch.device("cpu")
+    probs = predict(TopRowLogits(), batch, cpu, torch.tensor(mean, dtype=torch.float32))
+    assert probs.shape == (3, CLASSES)
+    assert np.allclose(probs.numpy(), hand_ten_crop(images, mean), rtol=0, atol=1e-6)
+    logits = predict(TopRowLogits(), batch, cpu, torch.tensor(mean, dtype=torch.float32), logits=True)
+    assert np.allclose(logits.numpy(), hand_ten_crop(images, mean, logits=True), rtol=0, atol=1e-4)
+    # a 224 image is one crop, scored as it is
+    single = predict(TopRowLogits(), {"image": torch.from_numpy(images[:, :224, :224].copy())}, cpu,
+                     torch.tensor(mean, dtype=torch.float32))
+    z = SCALE * (images[:, 0, :CLASSES, 0].astype(np.float64) - mean[0])
+    assert np.allclose(single.numpy(), np.exp(z) / np.exp(z).sum(1, keepdims=True), rtol=0, atol=1e-6)
+
+
+def test_ten_crop_evaluation_counts_top1_and_top5_hits_and_misses() -> None:
+    """Four images, labels picked from the hand-computed ranking: the best class (a top-1
+    and top-5 hit), the fifth (top-5 only), the sixth (neither), and the best class of an
+    image that failed to decode (an error whatever its scores)."""
+    images, mean = random_images(4, seed=1), np.array([120.0, 110.0, 100.0])
+    probs = hand_ten_crop(images, mean)
+    assert (np.diff(-np.sort(-probs, axis=1), axis=1) < -1e-3).all()  # no near-ties: every rank is clear-cut
+    order = np.argsort(-probs, axis=1)
+    ranks = [0, 4, 5, 0]
+    labels = torch.tensor([int(order[i, r]) for i, r in enumerate(ranks)])
+    batch = {"image": torch.from_numpy(images), "label": labels, "valid": torch.tensor([True, True, True, False])}
+    counts = evaluate(TopRowLogits(), [batch], torch.device("cpu"), torch.tensor(mean, dtype=torch.float32))
+    assert counts.tolist() == [1.0, 2.0, 4.0, 1.0]  # top-1 correct, top-5 correct, images, undecodable
