@@ -83,6 +83,25 @@ def test_ensemble_gathering_refuses_it_by_run_ids_parent_and_tag(planted) -> Non
     assert not marker.exists()
 
 
+def test_weights_of_an_older_layout_are_refused_by_run_before_scoring(tmp_path: Path) -> None:
+    """An honest checkpoint from before the classifier's layers were named: a one-line
+    error naming the run, not a load_state_dict traceback from inside the scorer."""
+    model = AlexNet(3)
+    linear = [name for name, m in model.classifier.named_children() if isinstance(m, torch.nn.Linear)]
+    before = dict(zip(linear, ["2", "5", "7"], strict=True))  # fc6-8 in the unnamed nn.Sequential of before
+    old = {".".join(["classifier", before[k.split(".")[1]], k.split(".")[2]]) if k.startswith("classifier.") else k: v
+           for k, v in model.state_dict().items()}
+    (tmp_path / "old").mkdir()
+    ckpt.save(tmp_path / "old" / ckpt.CHECKPOINT_FILE, {"model": old, "model_args": {"num_classes": 3}})
+    run_id = plant_run(tracking.client(), tmp_path / "old" / ckpt.CHECKPOINT_FILE, "before-named-layers")
+    (tmp_path / "images").mkdir()
+    with pytest.raises(UserError) as e:
+        predict_job.main(["--run", run_id, "--images", str(tmp_path / "images"), "--out", str(tmp_path / "o.csv")])
+    assert str(e.value).startswith(f"member {run_id} ('before-named-layers'): its weights do not match")
+    assert str(e.value).endswith("trained with an older network layout (classifier indices changed in this "
+                                 "version); retrain it")
+
+
 def test_the_logged_mlflow_model_loads_with_pickle_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     client = tracking.client()
     run_id = client.create_run(tracking.experiment_id(client, EXPERIMENT), run_name="model").info.run_id
