@@ -134,7 +134,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
                           steps=cfg.lr_steps, warmup_epochs=cfg.warmup_epochs)
     state = load_checkpoint(ray.train.get_checkpoint())
     if state is not None:
-        model.load_state_dict(state["model"])
+        ckpt.load_weights(model, state["model"], f"run '{cfg.name}' (its last checkpoint)")
     if on_gpu and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(model)
