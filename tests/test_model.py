@@ -90,3 +90,28 @@ def test_dropout_only_in_training() -> None:
     assert torch.equal(model(x), model(x))
     model.train()
     assert not torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("convention, beta", [("paper", 0.75), ("cuda-convnet", 0.75), ("paper", 0.5)])
+def test_lrn_hand_written_backward_matches_numerical_gradients(convention: str, beta: float) -> None:
+    """`_LRNFunction.backward` is derived by hand; autograd never checks it. gradcheck
+    compares it with central differences of the forward, in float64, on inputs large
+    enough (|a| ~ 40, as after conv1's ReLU) that the cross-channel term matters.
+    beta 0.5 takes the forward's general pow branch instead of the 0.75 rsqrt one."""
+    torch.manual_seed(0)
+    lrn = local_response_norm(convention)
+    lrn.beta = beta
+    a = (torch.randn(2, 7, 3, 3, dtype=torch.float64) * 40).requires_grad_()
+    assert torch.autograd.gradcheck(lrn, (a,), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("convention, n_alpha", [("paper", 5e-4), ("cuda-convnet", 1e-4)])
+def test_lrn_equals_pytorchs_in_values_and_gradients(convention: str, n_alpha: float) -> None:
+    """The same function as nn.LocalResponseNorm(5, n * alpha, 0.75, 2), to float64 rounding."""
+    torch.manual_seed(0)
+    a = (torch.randn(2, 12, 5, 5, dtype=torch.float64) * 40).requires_grad_()
+    ours, ref = local_response_norm(convention)(a), nn.LocalResponseNorm(5, n_alpha, 0.75, 2.0)(a)
+    assert torch.allclose(ours, ref, rtol=1e-12, atol=0)
+    g = torch.randn_like(ours)
+    (g_ours,), (g_ref,) = torch.autograd.grad(ours, a, g), torch.autograd.grad(ref, a, g)
+    assert torch.allclose(g_ours, g_ref, rtol=1e-12, atol=1e-14)
