@@ -18,8 +18,9 @@ from alexnet import checkpoint as ckpt
 from alexnet.config import TrainConfig
 from alexnet.errors import UserError
 from alexnet.model import AlexNet
+from alexnet.optim import build_optimizer
 from alexnet.schedule import LRSchedule
-from alexnet.worker import load_checkpoint, model_args, save_checkpoint
+from alexnet.worker import build_model, load_checkpoint, model_args, save_checkpoint
 
 
 class WritesAFile:
@@ -39,14 +40,15 @@ def one_line(e: pytest.ExceptionInfo) -> str:
 
 
 def trained_state(cfg: TrainConfig, classes: int = 3) -> tuple[AlexNet, dict]:
-    """What worker.report saves after an epoch: a network and an optimiser that took a
-    step, the schedule after an observed error, history, the config as a dict."""
-    model = AlexNet(**model_args(cfg, classes))
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    """What worker.report saves after an epoch: a network and the training's optimiser
+    (two parameter groups) after a step, the schedule after an observed error, history,
+    the config as a dict."""
+    model = build_model(cfg, classes)
+    optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult, cfg.bias_decay)
     model(torch.rand(2, 3, 224, 224) * 255).logsumexp(1).sum().backward()
     optimizer.step()
-    schedule = LRSchedule(cfg.lr, cfg.lr_schedule, patience=cfg.lr_patience, steps=cfg.lr_steps,
-                          warmup_epochs=cfg.warmup_epochs)
+    schedule = LRSchedule(cfg.lr, cfg.lr_schedule, patience=cfg.lr_patience, max_drops=cfg.lr_max_drops,
+                          steps=cfg.lr_steps, warmup_epochs=cfg.warmup_epochs)
     schedule.observe(61.5)
     history = [{"train_loss": 1.1, "val_top1_err": 61.5, "val_top5_err": float("nan"), "lr": 0.01,
                 "images_per_sec": 30.0, "input_stall_frac": 0.05, "bad_images": 0.0, "val_images": 15.0}]
@@ -70,10 +72,12 @@ def test_what_training_saves_comes_back_whole_through_weights_only(tmp_path: Pat
     rebuilt = ckpt.load_weights(AlexNet(**back["model_args"]), back["model"], "test").eval()
     x = torch.rand(2, 3, 224, 224) * 255
     assert torch.equal(rebuilt(x), model(x))
-    optimizer = torch.optim.SGD(rebuilt.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    optimizer = build_optimizer(rebuilt, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult, cfg.bias_decay)
     optimizer.load_state_dict(back["optimizer"])
+    assert [g["lr_mult"] for g in optimizer.param_groups] == [1.0, cfg.bias_lr_mult]
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     assert all(torch.equal(optimizer.state[p]["momentum_buffer"], s["momentum_buffer"])
-               for p, s in zip(rebuilt.parameters(), back["optimizer"]["state"].values(), strict=True))
+               for p, s in zip(params, back["optimizer"]["state"].values(), strict=True))
     schedule = LRSchedule(cfg.lr, "step", steps=cfg.lr_steps)
     schedule.load_state_dict(back["schedule"])
     assert schedule.best == 61.5
