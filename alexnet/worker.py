@@ -140,11 +140,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(model)
     step_model = torch.compile(model) if cfg.compile else model  # shares `model`'s parameters
     optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult, cfg.bias_decay)
-    start_epoch, history = 0, []
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch, history = state["epoch"], state["history"]
+    start_epoch, history = restore_progress(state, optimizer, schedule)
 
     mlflow_client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
     if mlflow_client is not None and history:  # a restart may have died before logging
@@ -190,17 +186,36 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
             tracking.log_epoch(mlflow_client, config["run_id"], epoch, metrics)
 
 
+def checkpoint_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+                     epoch: int, history: list[dict], cfg: TrainConfig, num_classes: int,
+                     rgb_mean: list[float]) -> dict[str, Any]:
+    """Everything a run needs to go on after `epoch` (0-based) exactly as if uninterrupted:
+    the weights, the optimiser's momentum buffers and per-group lrs, the schedule's state,
+    the next epoch and the metrics so far."""
+    net = model.module if hasattr(model, "module") else model
+    return {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "epoch": epoch + 1, "history": history, "config": asdict(cfg),
+            "model_args": model_args(cfg, num_classes), "rgb_mean": rgb_mean}
+
+
+def restore_progress(state: dict[str, Any] | None, optimizer: torch.optim.Optimizer,
+                     schedule: LRSchedule) -> tuple[int, list[dict]]:
+    """The optimiser and schedule of a checkpoint (its weights are loaded before the
+    model is wrapped); returns the epoch to start from and the metrics so far."""
+    if state is None:
+        return 0, []
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    return state["epoch"], state["history"]
+
+
 def report(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
            epoch: int, history: list[dict], metrics: dict[str, float], cfg: TrainConfig,
            num_classes: int, rgb_mean: list[float], rank: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:
-            net = model.module if hasattr(model, "module") else model
-            save_checkpoint(tmp, {
-                "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "epoch": epoch + 1, "history": history,
-                "config": asdict(cfg), "model_args": model_args(cfg, num_classes), "rgb_mean": rgb_mean,
-            })
+            save_checkpoint(tmp, checkpoint_state(model, optimizer, schedule, epoch, history, cfg, num_classes,
+                                                  rgb_mean))
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report({**metrics, "epoch": epoch + 1}, checkpoint=checkpoint)
