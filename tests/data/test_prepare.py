@@ -278,3 +278,42 @@ def test_the_job_checks_src_and_out_before_it_starts_ray(tiny_src: Path, tmp_pat
     assert job.returncode == 1, job.stderr
     assert job.stderr.strip().splitlines()[-1].startswith(f"error: --{bad} ")
     assert "Traceback" not in job.stderr
+
+
+def chunks_with_statistics(images: int, mean01: np.ndarray, cov: np.ndarray) -> list[ChunkResult]:
+    """Two chunks whose images together have RGB mean `mean01` and covariance `cov`
+    (the sums `process_batch` accumulates: per-image mean and E[x x^T])."""
+    moment = cov + np.outer(mean01, mean01)
+    sizes = [images // 2, images - images // 2]
+    return [ChunkResult(shards=[], images=n, skipped=[], mean_sum=(n * mean01).tolist(),
+                        moment_sum=(n * moment).tolist()) for n in sizes]
+
+
+@pytest.mark.parametrize("below_minimum", [True, False])
+def test_pca_statistics_are_the_training_sets_own_or_imagenets_below_the_minimum(
+        tmp_path: Path, below_minimum: bool) -> None:
+    """Which statistics the manifest (and manifest.json) carries: the training set's own
+    mean and PCA from its moments, or, with fewer than MIN_IMAGES_FOR_OWN_PCA images, the
+    ImageNet constants, all three of them, and `pca_source` says which. No Ray: the
+    manifest is assembled from chunk results with known sums."""
+    from alexnet.data.prepare import MIN_IMAGES_FOR_OWN_PCA, assemble_manifest
+
+    train_images = MIN_IMAGES_FOR_OWN_PCA - 1 if below_minimum else MIN_IMAGES_FOR_OWN_PCA
+    mean01 = np.array([0.5, 0.4, 0.3])
+    eigvec = np.array([[2**-0.5, -(2**-0.5), 0.0], [2**-0.5, 2**-0.5, 0.0], [0.0, 0.0, 1.0]])  # columns
+    eigval = np.array([0.04, 0.01, 0.0025])
+    results = {"train": chunks_with_statistics(train_images, mean01, eigvec @ np.diag(eigval) @ eigvec.T),
+               "val": chunks_with_statistics(4, np.array([0.1, 0.2, 0.3]), np.eye(3) * 0.09)}
+    manifest = assemble_manifest(tmp_path, tmp_path, ["n0", "n1"], results)
+    written = json.loads((tmp_path / mf.MANIFEST).read_text())
+    for stats in (manifest, mf.Manifest.from_dict(written)):
+        if below_minimum:
+            assert stats.pca_source == "imagenet-constants"
+            assert stats.rgb_mean == mf.IMAGENET_MEAN
+            assert stats.pca_eigval == mf.IMAGENET_EIGVAL and stats.pca_eigvec == mf.IMAGENET_EIGVEC
+        else:
+            assert stats.pca_source == "train"
+            assert np.allclose(stats.rgb_mean, [127.5, 102.0, 76.5])  # 255 x the training mean, not val's
+            assert np.allclose(stats.pca_eigval, eigval)  # largest first
+            assert np.allclose(np.abs(np.sum(np.array(stats.pca_eigvec) * eigvec, 0)), 1.0)  # same axes, any sign
+            assert not np.allclose(stats.pca_eigval, mf.IMAGENET_EIGVAL, atol=1e-3)
