@@ -21,7 +21,7 @@ from alexnet import checkpoint as ckpt
 from alexnet.data.manifest import IMAGENET_MEAN
 from alexnet.errors import UserError
 from alexnet.model import AlexNet
-from alexnet.tracking import PARENT_TAG
+from alexnet.tracking import PARENT_TAG, filter_quote
 
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.pt"
 CLASSES_ARTIFACT = "classes.json"
@@ -113,7 +113,8 @@ def children_of(client: MlflowClient, parent_run_id: str) -> list[str]:
         parent = client.get_run(parent_run_id)
     except MlflowException as e:
         raise UserError(f"--parent {parent_run_id}: no such MLflow run at {client.tracking_uri}") from e
-    runs = finished_runs(client, [parent.info.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+    runs = finished_runs(client, [parent.info.experiment_id],
+                         f"tags.`{PARENT_TAG}` = {filter_quote(parent_run_id, '--parent')}")
     return [r.info.run_id for r in runs]
 
 
@@ -123,5 +124,5 @@ def tagged(client: MlflowClient, experiment: str, tag: str) -> list[str]:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise UserError(f"--member-experiment {experiment!r}: no such MLflow experiment at {client.tracking_uri}")
-    runs = finished_runs(client, [exp.experiment_id], f"tags.`{key}` = '{value}'")
+    runs = finished_runs(client, [exp.experiment_id], f"tags.`{key}` = {filter_quote(value, '--tag')}")
     return [r.info.run_id for r in runs]

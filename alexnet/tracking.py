@@ -8,6 +8,7 @@ from the editable install, so a job submitted with ``ray job submit --working-di
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -50,12 +51,39 @@ def local_artifact_root(uri: str) -> Path | None:
     return None  # a tracking server decides where artifacts go
 
 
+CREDENTIAL_VARS = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
+
+
+def _auth_headers() -> dict[str, str]:
+    """The credentials MLflow's REST client would send, so a server behind
+    authentication is judged with them, not refused for their absence."""
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:  # MLflow's own order: basic auth first, then the token
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    return {}
+
+
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail before training, not hours later, when a tracking server does not answer."""
+    """Fail before training, not hours later, when a tracking server does not answer or
+    will not accept us."""
     if not uri.startswith(("http://", "https://")):
         return
+    headers = _auth_headers()
+    request = urllib.request.Request(uri.rstrip("/") + "/health", headers=headers)
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+        urllib.request.urlopen(request, timeout=timeout_s).close()
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            sent = ("MLFLOW_TRACKING_TOKEN" if headers.get("Authorization", "").startswith("Bearer")
+                    else "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD")
+            fix = (f"the credentials in {sent} were refused; check them" if headers
+                   else f"it needs credentials: set {CREDENTIAL_VARS}")
+            raise UserError(f"MLFLOW_TRACKING_URI={uri} answers HTTP {e.code} ({e.reason}): {fix}") from e
+        raise UserError(f"MLFLOW_TRACKING_URI={uri} answers HTTP {e.code} ({e.reason}) at /health; "
+                        "check that the URI points at an MLflow tracking server") from e
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise UserError(
@@ -78,8 +106,19 @@ def experiment_id(c: MlflowClient, name: str) -> str:
     return c.create_experiment(name, artifact_location=(root / name).as_uri() if root else None)
 
 
+def filter_quote(value: str, what: str = "a search value") -> str:
+    """`value` as a string literal in MLflow's search filter syntax. The filter parser
+    has no escape: a value is taken verbatim between its quotes, so one holding a single
+    quote must be in double quotes and one holding both cannot be written at all."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise UserError(f"{what} {value!r}: use either ' or \" in it, not both (MLflow's search filters cannot match it)")
+
+
 def find_run(c: MlflowClient, exp_id: str, run_name: str) -> str | None:
-    runs = c.search_runs([exp_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",
+    runs = c.search_runs([exp_id], filter_string=f"tags.`{RUN_NAME_TAG}` = {filter_quote(run_name, '--name')}",
                          max_results=1, order_by=["attributes.start_time DESC"])
     return runs[0].info.run_id if runs else None
 
