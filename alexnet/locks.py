@@ -72,8 +72,12 @@ def _acquire(lockfile: Path, what: str, instead: str) -> dict[str, Any]:
                 raise UserError(_refusal(what, instead, holder, lockfile)) from None
             _clear_stale(lockfile, seen, holder)
             continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f)
+        except BaseException:  # a full disk: leave no empty lock behind
+            lockfile.unlink(missing_ok=True)
+            raise
         return record
     raise UserError(f"{what}: could not take {lockfile}: other jobs keep replacing it; "
                     f"check which jobs use this folder")

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from alexnet.errors import UserError
 
@@ -106,4 +109,29 @@ def load(data_dir: str | Path, splits: tuple[str, ...] = ("train", "val")) -> tu
                 f"{root / MANIFEST} names {len(missing)} shard files that do not exist "
                 f"(first: {missing[0]}); re-run prepare_data.py on the same --out to rebuild them"
             )
+        check_shards([root / s for s in info.shards])
     return manifest, classes
+
+
+def shard_problem(path: Path) -> str | None:
+    """Why `path` is not a whole Parquet file (None when it is). Reading the footer is
+    cheap and catches a truncated or overwritten shard, which would otherwise pass every
+    check and fail inside an augmentation actor, after Ray Train's retries."""
+    try:
+        pq.ParquetFile(path).metadata  # noqa: B018 - reading it is the check
+    except (OSError, pa.ArrowException) as e:
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    return None
+
+
+def check_shards(paths: list[Path]) -> None:
+    """Open every shard's footer (in threads: on NFS each one is a round trip) and name
+    the first bad one."""
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        problems = list(pool.map(shard_problem, paths))
+    bad = [(p, why) for p, why in zip(paths, problems, strict=True) if why is not None]
+    if bad:
+        path, why = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UserError(f"{path}: shard is truncated or corrupt ({why}){more}; delete it and re-run "
+                        "prepare_data.py on the same --out to rebuild it")
