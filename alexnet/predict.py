@@ -3,6 +3,7 @@ shorter side to 256, the centre 256x256 square, then its centre 224 crop or ten 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,47 @@ def resolve_members(client: MlflowClient, run_id: str) -> tuple[list[mb.Member],
 
 
 def list_images(folder: Path) -> list[Path]:
+    """Every file in `folder`, images or not: a file that is not one still gets its row
+    (with the reason), so the output accounts for everything the user pointed at."""
     if not folder.is_dir():
         raise UserError(f"--images {folder}: not a directory; pass a folder of images")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
+    paths = sorted(p for p in folder.rglob("*") if p.is_file())
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in paths):
         raise UserError(f"--images {folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
     return paths
+
+
+def not_an_image(path: Path) -> str | None:
+    """Why `path` is not read as an image (None when its extension is an image's)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return None
+    return (f"not an image: extension '{path.suffix}' is none of {', '.join(sorted(IMAGE_SUFFIXES))}" if path.suffix
+            else f"not an image: no extension (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
+
+
+def prepare_output(out: str) -> Path:
+    """Create --out's folder and prove it writable before any scoring, so that a long
+    scoring run never ends in a traceback over the output path."""
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise UserError(f"--out {out}: is a directory; name a CSV file, e.g. {path / 'predictions.csv'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write there ({e.strerror or e}); pass a path in a writable folder") from e
+    return path
+
+
+def write_csv(preds: pd.DataFrame, path: Path) -> None:
+    """Write then rename: an interrupted write never leaves half a CSV under the name."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    preds.to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def top5_columns(probs: torch.Tensor, classes: list[str]) -> dict[str, list]:
@@ -64,6 +100,10 @@ def classify_folder(members: list[mb.Member], merge: Merge, folder: Path, crop: 
         chunk = paths[start:start + batch_size]
         images, ok, errors = [], [], {}
         for p in chunk:
+            reason = not_an_image(p)
+            if reason is not None:
+                errors[p] = reason
+                continue
             try:
                 square = load_as_rgb_square(p.read_bytes())
                 images.append(center_crop(square) if crop == "center" else square)

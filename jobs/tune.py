@@ -13,6 +13,8 @@ kept; unfinished ones continue from their last epoch checkpoint, in the same MLf
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from alexnet import cli
 from alexnet.config import SWEEP_PRESETS, SweepConfig, train_config_for
 from alexnet.ray_setup import init_ray
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(SweepConfig, __doc__, argv, presets=SWEEP_PRESETS, config_file=True)
     train = train_config_for(cfg.data, cfg.train_preset, cfg.train_args)
     print(f"[tune] config:\n{cli.describe(cfg)}", flush=True)
-    preflight(train)  # bad data or an unreachable tracking server fail before Ray starts
+    preflight(replace(train, storage=cfg.storage))  # bad data, tracking server or storage fail before Ray starts
     init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
     outcome = sweep(cfg, train)
     failed = [t for t in outcome.trials if t.status == "FAILED"]
