@@ -27,10 +27,20 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """Ray start-up costs seconds: every test that needs Ray shares this one."""
+    """Ray start-up costs seconds: every test that needs Ray shares this one.
+
+    It is CPU-only on every host, so every test that trains, tunes or scores through it
+    means the CPU path: `device="auto"` resolves to CPU workers, and two of them fit on
+    a one-GPU machine. `num_gpus=0` keeps a GPU out of the cluster's resources (what
+    `plan_placement` and the scorers' `inference_resources` read); and since Ray (2.60 here) no
+    longer hides the GPUs from tasks that hold none (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO),
+    CUDA_VISIBLE_DEVICES="" in every task's environment keeps code that looks for a GPU
+    itself (the ensemble's `MemberScorer`: `torch.cuda.is_available()`) on the CPU too.
+    The test process itself still sees a GPU, for tests that mean it."""
     if not ray.is_initialized():
-        init_ray(address="local", num_cpus=2, include_dashboard=False, log_to_driver=True,
-                 runtime_env={"env_vars": {"MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}})
+        init_ray(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=True,
+                 runtime_env={"env_vars": {"MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+                                           "CUDA_VISIBLE_DEVICES": ""}})
     yield
     ray.shutdown()
 

@@ -35,3 +35,16 @@ def test_the_local_raylet_runs_with_the_project_settings(ray_session) -> None:
         raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
         assert {k: env.get(k) for k in RAY_SETTINGS} == RAY_SETTINGS
+
+
+def test_the_sessions_ray_is_cpu_only_on_any_host(ray_session) -> None:
+    """conftest's Ray holds no GPU and its tasks see none, so that `device="auto"` means
+    the CPU in every test that trains or scores through it, on a GPU host too."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def visible_devices() -> str | None:
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    assert ray.cluster_resources().get("GPU", 0) == 0
+    assert ray.get(visible_devices.remote()) == ""
