@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow.pytorch
 import pytest
+import ray.train
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -16,13 +17,15 @@ from alexnet import checkpoint as ckpt
 from alexnet import members as mb
 from alexnet import tracking
 from alexnet.assemble import member_run_ids
-from alexnet.config import EnsembleConfig
+from alexnet.config import EnsembleConfig, TrainConfig
 from alexnet.errors import UserError
 from alexnet.model import AlexNet
+from alexnet.trainer import record_result
+from alexnet.worker import save_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 import predict as predict_job  # noqa: E402
-from test_checkpoint import WritesAFile  # noqa: E402
+from test_checkpoint import WritesAFile, trained_state  # noqa: E402
 
 EXPERIMENT = "test-security"
 
@@ -102,14 +105,44 @@ def test_weights_of_an_older_layout_are_refused_by_run_before_scoring(tmp_path: 
                                  "version); retrain it")
 
 
-def test_the_logged_mlflow_model_loads_with_pickle_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_record_result_logs_a_model_that_loads_with_pickle_refused(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's last step of a training run, on a checkpoint as the workers write it:
+    the MLflow model it logs is a torch.export archive, which MLflow loads with pickle
+    deserialization disallowed (it checks the archive first)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "classes.json").write_text(json.dumps(["n0", "n1", "n2"]))
+    model, state = trained_state(TrainConfig())
+    (tmp_path / "ckpt").mkdir()
+    save_checkpoint(str(tmp_path / "ckpt"), state)
+    result = ray.train.Result(metrics={"val_top1_err": 61.5}, checkpoint=ray.train.Checkpoint.from_directory(
+        str(tmp_path / "ckpt")), error=None, path=str(tmp_path))
     client = tracking.client()
     run_id = client.create_run(tracking.experiment_id(client, EXPERIMENT), run_name="model").info.run_id
-    model = AlexNet(3).eval()
-    uri = tracking.log_pytorch_model(run_id, model, metadata={"rgb_mean": [1.0, 2.0, 3.0]})
-    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # MLflow checks the file is no pickle
+    record_result(client, run_id, "model", result, tmp_path / "data")
+    logged = {a.path for a in client.list_artifacts(run_id)}
+    assert {"checkpoint", "classes.json", "training_curves.png"} <= logged
+
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     loaded = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
-    x = torch.rand(2, 3, 224, 224) * 255 - 120
+    x = torch.rand(3, 3, 224, 224) * 255 - 120
     with torch.no_grad():
-        assert torch.allclose(loaded(x), model(x), atol=1e-5)
-    assert mlflow.models.get_model_info(uri).metadata["rgb_mean"] == [1.0, 2.0, 3.0]
+        assert torch.allclose(loaded(x), model(x), atol=1e-4)
+    info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
+    assert info.metadata["rgb_mean"] == state["rgb_mean"]
+
+
+def test_record_result_refuses_a_planted_checkpoint_in_storage(planted, tmp_path: Path) -> None:
+    """--storage may be a shared bucket: the final checkpoint is read safely before it is
+    logged, and a planted one is never passed on to MLflow."""
+    checkpoint, marker = planted
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "classes.json").write_text(json.dumps(["n0", "n1", "n2"]))
+    result = ray.train.Result(metrics={}, checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint.parent)),
+                              error=None, path=str(tmp_path))
+    client = tracking.client()
+    run_id = client.create_run(tracking.experiment_id(client, EXPERIMENT), run_name="stored").info.run_id
+    with pytest.raises(UserError, match=rf"^run {run_id} \('stored'\): checkpoint.pt holds objects"):
+        record_result(client, run_id, "stored", result, tmp_path / "data")
+    assert not marker.exists()
+    assert "checkpoint" not in {a.path for a in client.list_artifacts(run_id)}
