@@ -8,6 +8,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from alexnet import checkpoint as ckpt
 from alexnet import tracking
 from alexnet.config import TrainConfig
 from alexnet.trainer import fit
@@ -41,8 +42,14 @@ def test_two_workers_train_and_log_to_mlflow_then_resume(ray_session, config: Tr
 
     # The same name again, with more epochs: the same MLflow run continues from epoch 1,
     # its steps now through torch.compile (under DDP, from the loaded checkpoint).
+    first = ckpt.load(Path(outcome.checkpoint_dir) / ckpt.CHECKPOINT_FILE, "first run")
     resumed = fit(replace(config, epochs=2, compile=True))
     assert resumed.run_id == outcome.run_id
+    # The resumed run started at epoch 1: epoch 0's record is the first run's, to the last
+    # digit of its timing, so it was not trained again; one epoch was added.
+    last = ckpt.load(Path(resumed.checkpoint_dir) / ckpt.CHECKPOINT_FILE, "resumed run")
+    assert first["epoch"] == 1 and last["epoch"] == 2 and len(last["history"]) == 2
+    assert last["history"][0] == first["history"][0]
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_top1_err")]
     assert steps == [0, 1]
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
