@@ -34,7 +34,10 @@ def head(tmp_path: Path):
     token_file.write_text(uuid.uuid4().hex)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file),
            # a submitted job runs `python` from the head's PATH: make it the venv's
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           # the CPU path on any host: the head (and the jobs it runs) sees no GPU, so the
+           # README's two-worker job is not refused on a one-GPU machine ("needs 2 GPUs")
+           "CUDA_VISIBLE_DEVICES": ""}
     port, dash = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay short
     proc = subprocess.Popen(
@@ -42,7 +45,7 @@ def head(tmp_path: Path):
          # the session's own Ray already holds the agents' default ports
          f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
          f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
-         "--dashboard-host=127.0.0.1", "--num-cpus=2", "--disable-usage-stats",
+         "--dashboard-host=127.0.0.1", "--num-cpus=2", "--num-gpus=0", "--disable-usage-stats",
          f"--temp-dir={temp_dir}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
