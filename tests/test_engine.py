@@ -1,6 +1,7 @@
 """The training loop without Ray, on real digits scans from the prepared shards, and
 ten-crop scoring and top-k counting against a hand computation on a model whose logits
-are a known function of the pixels (ten classes, so that top-5 can be wrong). CPU only."""
+are a known function of the pixels (ten classes, so that top-5 can be wrong). On the
+CPU; the ten-crop tests also on a GPU as the workers run it, skipped where there is none."""
 
 from pathlib import Path
 
@@ -118,22 +119,32 @@ def random_images(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
 
 
-def test_ten_crop_prediction_is_the_average_of_the_ten_crops_softmaxes() -> None:
+# Each device as the workers run it: on CUDA with bf16 autocast and channels_last (the
+# model's multiply stays float32 under autocast, so the hand computation still holds).
+DEVICES = [pytest.param("cpu", id="cpu"),
+           pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                     reason="GPU path: needs a GPU"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ten_crop_prediction_is_the_average_of_the_ten_crops_softmaxes(device: str) -> None:
     images, mean = random_images(3), np.array([120.0, 110.0, 100.0])
-    batch, cpu = {"image": torch.from_numpy(images)}, torch.device("cpu")
-    probs = predict(TopRowLogits(), batch, cpu, torch.tensor(mean, dtype=torch.float32))
+    dev, on_gpu = torch.device(device), device == "cuda"
+    batch, mean_t = {"image": torch.from_numpy(images)}, torch.tensor(mean, dtype=torch.float32, device=device)
+    probs = predict(TopRowLogits(), batch, dev, mean_t, amp=on_gpu, channels_last=on_gpu).cpu()
     assert probs.shape == (3, CLASSES)
     assert np.allclose(probs.numpy(), hand_ten_crop(images, mean), rtol=0, atol=1e-6)
-    logits = predict(TopRowLogits(), batch, cpu, torch.tensor(mean, dtype=torch.float32), logits=True)
+    logits = predict(TopRowLogits(), batch, dev, mean_t, amp=on_gpu, channels_last=on_gpu, logits=True).cpu()
     assert np.allclose(logits.numpy(), hand_ten_crop(images, mean, logits=True), rtol=0, atol=1e-4)
     # a 224 image is one crop, scored as it is
-    single = predict(TopRowLogits(), {"image": torch.from_numpy(images[:, :224, :224].copy())}, cpu,
-                     torch.tensor(mean, dtype=torch.float32))
+    single = predict(TopRowLogits(), {"image": torch.from_numpy(images[:, :224, :224].copy())}, dev, mean_t,
+                     amp=on_gpu, channels_last=on_gpu).cpu()
     z = SCALE * (images[:, 0, :CLASSES, 0].astype(np.float64) - mean[0])
     assert np.allclose(single.numpy(), np.exp(z) / np.exp(z).sum(1, keepdims=True), rtol=0, atol=1e-6)
 
 
-def test_ten_crop_evaluation_counts_top1_and_top5_hits_and_misses() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_ten_crop_evaluation_counts_top1_and_top5_hits_and_misses(device: str) -> None:
     """Four images, labels picked from the hand-computed ranking: the best class (a top-1
     and top-5 hit), the fifth (top-5 only), the sixth (neither), and the best class of an
     image that failed to decode (an error whatever its scores)."""
@@ -144,5 +155,7 @@ def test_ten_crop_evaluation_counts_top1_and_top5_hits_and_misses() -> None:
     ranks = [0, 4, 5, 0]
     labels = torch.tensor([int(order[i, r]) for i, r in enumerate(ranks)])
     batch = {"image": torch.from_numpy(images), "label": labels, "valid": torch.tensor([True, True, True, False])}
-    counts = evaluate(TopRowLogits(), [batch], torch.device("cpu"), torch.tensor(mean, dtype=torch.float32))
+    on_gpu = device == "cuda"
+    counts = evaluate(TopRowLogits(), [batch], torch.device(device),
+                      torch.tensor(mean, dtype=torch.float32, device=device), amp=on_gpu, channels_last=on_gpu)
     assert counts.tolist() == [1.0, 2.0, 4.0, 1.0]  # top-1 correct, top-5 correct, images, undecodable
