@@ -19,3 +19,10 @@ def test_top5_with_fewer_than_five_classes_counts_everything() -> None:
 
 def test_error_percent() -> None:
     assert error_percent(75, 100) == 25.0
+
+
+def test_top5_misses_a_target_ranked_sixth() -> None:
+    """With more than five classes top-5 can be wrong: targets ranked 1st, 5th and 6th."""
+    scores = torch.tensor([[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]] * 3)  # class 6 ranks first, class 0 last
+    target = torch.tensor([6, 2, 1])
+    assert topk_correct(scores, target).tolist() == [1.0, 2.0]
