@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from alexnet.ensemble import image_ids, predictions_frame, report_table, score, 
 from alexnet.errors import UserError
 from alexnet.plots import ensemble_curve
 from alexnet.sweep import sweep
-from alexnet.trainer import resolve_path
+from alexnet.trainer import default_name, preflight, resolve_path
 
 MEMBERS_TAG = "alexnet.members"
 
@@ -73,16 +73,50 @@ def member_run_ids(client: MlflowClient, cfg: EnsembleConfig, name: str) -> list
     return ids[: cfg.members]
 
 
-def assemble(cfg: EnsembleConfig) -> EnsembleOutcome:
-    """Get the members, check them, score the validation split, record the ensemble run."""
+@dataclass
+class Checked:
+    """What `check` found, for `assemble` to go on from without asking again."""
+
+    data_root: Path
+    manifest: mf.Manifest
+    classes: list[str]
+    name: str
+    members: list[mb.Member] | None  # None with --train: they exist once trained
+
+
+def check(cfg: EnsembleConfig) -> Checked:
+    """Everything that needs no Ray, so that a mistake is reported before Ray starts: the
+    validation shards, the tracking server and, unless they are still to be trained, the
+    members (runs, checkpoints, class lists); with --train, the training flags and data."""
     data_root = resolve_path(cfg.data)
-    manifest, classes = mf.load(data_root)
+    manifest, classes = mf.load(data_root, ("val",))
     tracking.check_reachable(tracking.tracking_uri())
     client = tracking.client()
-    name = cfg.name or f"ensemble-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = cfg.name or default_name("ensemble")
+    if cfg.train:
+        preflight(replace(train_config_for(cfg.data, cfg.train_preset, cfg.train_args), storage=cfg.storage))
+        return Checked(data_root, manifest, classes, name, None)
+    return Checked(data_root, manifest, classes, name, load_members(client, cfg, name, classes, data_root))
+
+
+def load_members(client: MlflowClient, cfg: EnsembleConfig, name: str, classes: list[str],
+                 data_root: Path) -> list[mb.Member]:
     ids = member_run_ids(client, cfg, name)
     members = [mb.load_member(client, run_id) for run_id in ids]
     mb.check_classes(members, classes, str(data_root))
+    return members
+
+
+def assemble(cfg: EnsembleConfig, checked: Checked | None = None) -> EnsembleOutcome:
+    """Get the members, check them, score the validation split, record the ensemble run.
+    `checked` is `check(cfg)`'s result when the job ran it before starting Ray."""
+    checked = checked or check(cfg)
+    data_root, manifest, name = checked.data_root, checked.manifest, checked.name
+    client = tracking.client()
+    members = checked.members
+    if members is None:  # --train: the seed sweep trains them now
+        members = load_members(client, cfg, name, checked.classes, data_root)
+    ids = [m.run_id for m in members]
     print(f"[ensemble] {len(members)} member(s): " + ", ".join(f"{m.name} (seed {m.seed})" for m in members),
           flush=True)
 
@@ -91,7 +125,7 @@ def assemble(cfg: EnsembleConfig) -> EnsembleOutcome:
     t = tally(ds.iter_batches(batch_size=cfg.batch_size, batch_format="numpy"), len(members), cfg.merge)
     print(f"[ensemble] scored {t.images} validation images with {len(members)} member(s) in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
-    errors = t.errors()
+    errors = t.errors(manifest.splits["val"].skipped)
     report = report_table(members, errors, cfg.merge, cfg.eval_crop)
     print(report, flush=True)
     run_id = record(client, cfg, name, members, errors, report, predictions_frame(t, image_ids(str(data_root),

@@ -26,7 +26,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 from alexnet import tracking
 from alexnet.config import SweepConfig, TrainConfig
 from alexnet.plots import sweep_curves
-from alexnet.trainer import fit, resolve_path, storage_uri
+from alexnet.trainer import default_name, fit, resolve_path, run_lock, storage_uri
 
 PARENT_TAG = tracking.PARENT_TAG
 TRIAL_TAG = "alexnet.trial_id"
@@ -107,7 +107,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], parent_run_id: str, 
     cfg = TrainConfig(**{**base, "lr": float(params["lr"]), "weight_decay": float(params["weight_decay"]),
                          "seed": int(params["seed"]), "name": f"{sweep_name}-{trial_id}"})
     outcome = fit(cfg, tags={PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id},
-                  callbacks=[EpochsToTune(cfg.epochs)], cluster_share=cluster_share)
+                  callbacks=[EpochsToTune(cfg.epochs)], cluster_share=cluster_share, lock=False)
     tune.report({**outcome.metrics, CHECKPOINT_PATH_KEY: outcome.checkpoint_dir})
 
 
@@ -139,11 +139,17 @@ def build_tuner(cfg: SweepConfig, base: TrainConfig, name: str, parent_run_id: s
 
 
 def sweep(cfg: SweepConfig, train: TrainConfig) -> SweepOutcome:
-    """Run (or resume) the sweep named `cfg.name` on the connected Ray cluster."""
+    """Run (or resume) the sweep named `cfg.name` on the connected Ray cluster, holding
+    the lock on its name (which covers its trials, named after it) while it runs."""
+    name = cfg.name or default_name("sweep")
+    with run_lock(cfg.storage, name, "sweep"):
+        return _sweep_locked(cfg, train, name)
+
+
+def _sweep_locked(cfg: SweepConfig, train: TrainConfig, name: str) -> SweepOutcome:
     base = base_train_config(cfg, train)
     client = tracking.client()
     exp_id = tracking.experiment_id(client, cfg.experiment)
-    name = cfg.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     kind = "seeds" if cfg.seed_list else "search"
     params = {**asdict(cfg), "name": name, **{f"train.{k}": v for k, v in asdict(base).items()}}
     parent_run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params, {KIND_TAG: kind})
@@ -185,8 +191,8 @@ def trial_outcome(result: Any, epochs: int) -> TrialOutcome:
 def attach_runs(client: MlflowClient, exp_id: str, parent_run_id: str, trials: list[TrialOutcome]) -> None:
     """Find each trial's child run and settle its status: a trial that ASHA stopped, or
     whose actor died before `fit` could record a failure, is still RUNNING there."""
-    children = client.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-                                  max_results=10_000)
+    children = client.search_runs(
+        [exp_id], filter_string=f"tags.`{PARENT_TAG}` = {tracking.filter_quote(parent_run_id)}", max_results=10_000)
     by_trial = {r.data.tags.get(TRIAL_TAG): r for r in children}
     for t in trials:
         run = by_trial.get(t.trial_id)

@@ -4,8 +4,10 @@ workers and the input pipeline for the cluster, fit a TorchTrainer, record the r
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,9 @@ from alexnet import checkpoint as ckpt
 from alexnet import tracking
 from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
-from alexnet.data.pipeline import DataResources, plan_resources, train_dataset
+from alexnet.data.pipeline import DataResources, plan_resources, start_epoch_clock, train_dataset
 from alexnet.errors import UserError
+from alexnet.locks import exclusive_lock
 from alexnet.model import AlexNet
 from alexnet.plots import training_curves
 from alexnet.worker import CHECKPOINT_FILE, train_func_per_worker
@@ -46,6 +49,13 @@ def storage_uri(storage: str) -> str:
     return storage if "://" in storage else str(resolve_path(storage))
 
 
+# A CPU training worker is a whole AlexNet with gradients and SGD momentum (~0.75 GB for
+# 1000 classes) plus activations and a torch process; the cores are shared anyway, so
+# workers past four per core only multiply that memory (--workers 64 on 2 CPUs would get
+# 0.016 CPU each and run the machine out of memory).
+MIN_CPUS_PER_CPU_WORKER = 0.25
+
+
 @dataclass(frozen=True)
 class Placement:
     use_gpu: bool
@@ -61,6 +71,13 @@ def plan_placement(cfg: TrainConfig, cluster: dict[str, float]) -> Placement:
         raise UserError(f"--workers {cfg.workers} needs {cfg.workers} GPUs but the cluster has "
                         f"{gpus:g}; lower --workers or pass --device cpu")
     per_worker = cfg.cpus_per_worker or (1.0 if use_gpu else min(1.0, 0.5 * cpus / cfg.workers))
+    if not use_gpu and per_worker < MIN_CPUS_PER_CPU_WORKER:
+        most = max(1, int(0.5 * cpus / MIN_CPUS_PER_CPU_WORKER))
+        fix = (f"raise --cpus-per-worker to at least {MIN_CPUS_PER_CPU_WORKER:g}" if cfg.cpus_per_worker
+               else f"lower --workers (at most {most} on {cpus:g} CPUs)")
+        raise UserError(f"--workers {cfg.workers} on CPU would get {per_worker:.3g} CPU each: every worker holds "
+                        f"a whole model with its optimizer state, so below {MIN_CPUS_PER_CPU_WORKER:g} CPU each "
+                        f"more workers add memory, not speed; {fix}")
     if per_worker * cfg.workers > cpus - 0.25:
         raise UserError(f"--workers {cfg.workers} x --cpus-per-worker {per_worker:g} needs more than "
                         f"the cluster's {cpus:g} CPUs (with some left for the input pipeline); "
@@ -74,6 +91,10 @@ def preflight(cfg: TrainConfig) -> tuple[Path, mf.Manifest]:
     server. Each failure is a UserError naming the path or URI and the fix."""
     data_root = resolve_path(cfg.data)
     manifest, _ = mf.load(data_root)
+    train_images = manifest.splits["train"].images
+    if cfg.batch_size > train_images:
+        raise UserError(f"--batch-size {cfg.batch_size} is larger than the {train_images} training images in "
+                        f"{data_root}, so an epoch would train no step; lower --batch-size to at most {train_images}")
     tracking.check_reachable(tracking.tracking_uri())
     check_writable(cfg.storage)
     return data_root, manifest
@@ -94,19 +115,88 @@ def check_writable(storage: str) -> None:
                         "pass a writable directory") from e
 
 
+def default_name(prefix: str) -> str:
+    """A new run's name: the time for people, a random suffix so that two jobs started in
+    the same second never share a run folder (the second would "resume" the first)."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def run_lock(storage: str, name: str, what: str) -> AbstractContextManager[None]:
+    """The lock on run `name` under `storage`: ``<storage>/.locks/<name>/.lock``, beside
+    the run folder rather than in it, where Ray Train and Tune own every file (a sweep's
+    folder is restored by Tune, a trial's is a Ray Train run). A trial's name extends its
+    sweep's (``<sweep>-<trial id>``), so the two never share a lock."""
+    root = storage_uri(storage)
+    directory = f"{root.rstrip('/')}/.locks/{name}" if "://" in root else Path(root) / ".locks" / name
+    return exclusive_lock(directory, f"{what} '{name}' in --storage {storage}", "use another --name")
+
+
+# Settings a resumed run may change: where and how fast it runs, not what it computes.
+RESUME_MAY_CHANGE = frozenset({
+    "epochs",  # raising it trains a run further: the documented way to continue one
+    "compile", "channels_last",  # the same step compiled, or in another memory layout
+    "log_every", "max_failures",  # progress lines and the retry budget
+    "device", "workers",  # another machine: the global batch (--batch-size) stays the same
+    "cpus_per_worker", "threads_per_worker", "augment_actors", "augment_cpus",  # CPU shares
+})
+
+
+def changed_settings(logged: dict[str, str], params: dict[str, Any]) -> list[str]:
+    """'key old -> new' for each setting of a resumed run that differs from what its
+    MLflow run logged. A key the run never logged (a setting added since) is not a
+    difference: there is nothing to compare it with."""
+    def norm(key: str, value: str) -> str:
+        if key == "data" and value:
+            return str(resolve_path(value))
+        if key == "storage" and value:
+            return storage_uri(value)
+        return value
+
+    return [f"{k} {logged[k]} -> {str(v)[:6000]}" for k, v in params.items()
+            if k not in RESUME_MAY_CHANGE and k in logged
+            and norm(k, logged[k]) != norm(k, str(v)[:6000])]
+
+
+def run_params(cfg: TrainConfig, name: str, manifest: mf.Manifest) -> dict[str, Any]:
+    """A training run's MLflow params: its whole config, its name and the data's counts."""
+    return {**asdict(cfg), "name": name, "num_classes": manifest.num_classes,
+            "train_images": manifest.splits["train"].images, "val_images": manifest.splits["val"].images}
+
+
+def check_resume(client: Any, exp_id: str, name: str, params: dict[str, Any]) -> None:
+    """Refuse to continue run `name` with other settings: the checkpoint would go on
+    under a recipe its first epochs never had, while its MLflow params still show the old one."""
+    run_id = tracking.find_run(client, exp_id, name)
+    if run_id is None:
+        return
+    changed = changed_settings(client.get_run(run_id).data.params, params)
+    if changed:
+        raise UserError(f"--name {name} resumes MLflow run {run_id}, which was started with other settings: "
+                        f"{'; '.join(changed)}. Rerun with its settings (only {', '.join(sorted(RESUME_MAY_CHANGE))} "
+                        "may change), or pass another --name for a new run")
+
+
 def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,
-        callbacks: list[Any] | None = None, cluster_share: float = 1.0) -> TrainOutcome:
+        callbacks: list[Any] | None = None, cluster_share: float = 1.0, lock: bool = True) -> TrainOutcome:
     """Train per `cfg` on the connected Ray cluster; resumes a run of the same name.
 
     A Tune trial passes its MLflow parent in `tags`, a `TuneReportCallback` in
-    `callbacks`, and the share of the cluster each concurrent trial may size itself to."""
+    `callbacks`, the share of the cluster each concurrent trial may size itself to, and
+    `lock=False`: its sweep's lock covers it, and a trial killed on another node would
+    leave a lock that no later trial there could prove stale."""
     data_root, manifest = preflight(cfg)
+    name = cfg.name or default_name("alexnet")
+    with run_lock(cfg.storage, name, "training run") if lock else nullcontext():
+        return _fit_locked(cfg, name, data_root, manifest, tags, callbacks, cluster_share)
+
+
+def _fit_locked(cfg: TrainConfig, name: str, data_root: Path, manifest: mf.Manifest, tags: dict[str, str] | None,
+                callbacks: list[Any] | None, cluster_share: float) -> TrainOutcome:
     uri = tracking.tracking_uri()
     client = tracking.client()
     exp_id = tracking.experiment_id(client, cfg.experiment)
-    name = cfg.name or f"alexnet-{time.strftime('%Y%m%d-%H%M%S')}"
-    params = {**asdict(cfg), "name": name, "num_classes": manifest.num_classes,
-              "train_images": manifest.splits["train"].images, "val_images": manifest.splits["val"].images}
+    params = run_params(cfg, name, manifest)
+    check_resume(client, exp_id, name, params)
     cluster = {k: v * cluster_share for k, v in ray.cluster_resources().items()}
     placement = plan_placement(cfg, cluster)
     run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params, tags)
@@ -116,11 +206,13 @@ def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,
           f"{placement.cpus_per_worker:g} CPU each; {placement.data.augment_actors} augmentation "
           f"actor(s) of {placement.data.augment_cpus:g} CPU", flush=True)
 
+    clock, _clock_alive = start_epoch_clock()  # tells the augmentation actors the epoch, for their crops
     trainer = TorchTrainer(
         train_func_per_worker,
         train_loop_config={
             "train": asdict(cfg), "manifest": asdict(manifest), "data_root": str(data_root),
             "tracking_uri": uri, "run_id": run_id, "data_resources": asdict(placement.data),
+            "epoch_clock": clock,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.workers, use_gpu=placement.use_gpu,
@@ -129,7 +221,7 @@ def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,
             name=name, storage_path=storage_uri(cfg.storage),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2), callbacks=callbacks),
-        datasets={"train": train_dataset(str(data_root), manifest, placement.data, seed=None)},
+        datasets={"train": train_dataset(str(data_root), manifest, placement.data, seed=cfg.seed, clock=clock)},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     try:
@@ -140,10 +232,28 @@ def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,
             raise UserError(f"--storage {cfg.storage}: the disk filled up while writing a checkpoint. "
                             f"The last good checkpoint is intact; free space and rerun with --name {name} "
                             "to resume from it") from e
+        user_error = worker_user_error(e)
+        if user_error is not None:  # e.g. a refused checkpoint on resume: one line, not Ray's traceback
+            raise UserError(str(user_error)) from e
         raise
     outcome = record_result(client, run_id, name, result, data_root)
     client.set_terminated(run_id, "FINISHED")
     return outcome
+
+
+def worker_user_error(error: BaseException) -> UserError | None:
+    """The UserError a training worker raised, from inside Ray Train's failure (which
+    maps each failed rank to its exception, itself a RayTaskError that is also the
+    original class)."""
+    seen: list[BaseException] = [error]
+    while seen:
+        e = seen.pop()
+        if isinstance(e, UserError):
+            cause = getattr(e, "cause", None)  # a RayTaskError's original exception: its message alone
+            return cause if isinstance(cause, UserError) else e
+        seen += [x for x in (e.__cause__, e.__context__) if x is not None]
+        seen += list(getattr(e, "worker_failures", {}).values())
+    return None
 
 
 def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,

@@ -15,19 +15,17 @@ training where it stopped.
 from __future__ import annotations
 
 from alexnet import cli
-from alexnet.assemble import assemble
+from alexnet.assemble import assemble, check
 from alexnet.config import ENSEMBLE_PRESETS, EnsembleConfig
-from alexnet.data import manifest as mf
 from alexnet.ray_setup import init_ray
-from alexnet.trainer import resolve_path
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(EnsembleConfig, __doc__, argv, presets=ENSEMBLE_PRESETS)
     print(f"[ensemble] config:\n{cli.describe(cfg)}", flush=True)
-    mf.load(resolve_path(cfg.data))  # unprepared data fails before Ray starts
+    checked = check(cfg)  # data, tracking server, members and class lists fail before Ray starts
     init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
-    outcome = assemble(cfg)
+    outcome = assemble(cfg, checked)
     print(f"[ensemble] done. MLflow run {outcome.run_id}: ensemble of {len(outcome.member_run_ids)} "
           f"top-1 error {outcome.top1:.2f}%, top-5 error {outcome.top5:.2f}%", flush=True)
     return 0

@@ -19,7 +19,7 @@ from alexnet.config import PredictConfig
 from alexnet.data import manifest as mf
 from alexnet.ensemble import image_ids, score, tally
 from alexnet.errors import UserError
-from alexnet.predict import classify_folder, resolve_members, shard_predictions
+from alexnet.predict import classify_folder, prepare_output, resolve_members, shard_predictions, write_csv
 from alexnet.ray_setup import init_ray
 from alexnet.trainer import resolve_path
 
@@ -27,6 +27,7 @@ from alexnet.trainer import resolve_path
 def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(PredictConfig, __doc__, argv)
     print(f"[predict] config:\n{cli.describe(cfg)}", flush=True)
+    out = prepare_output(cfg.out)  # a bad --out fails now, not after the scoring
     tracking.check_reachable(tracking.tracking_uri())
     members, merge = resolve_members(tracking.client(), cfg.run)
     print(f"[predict] {len(members)} model(s) from run {cfg.run}, merging {merge}", flush=True)
@@ -36,18 +37,19 @@ def main(argv: list[str] | None = None) -> int:
         summary = f"{len(preds)} image(s), {bad} unreadable (see the error column)" if bad else f"{len(preds)} image(s)"
     else:
         root = resolve_path(cfg.data)
-        manifest, classes = mf.load(root)
+        manifest, classes = mf.load(root, ())
         if cfg.split not in manifest.splits:
             raise UserError(f"--split {cfg.split}: {root} has only {sorted(manifest.splits)}")
+        mf.load(root, (cfg.split,))  # the split's shards are whole, before Ray starts
         if not ray.is_initialized():
             init_ray()
         ds = score(str(root), manifest, members, merge, cfg.eval_crop, cfg.batch_size, cfg.device, split=cfg.split)
         t = tally(ds.iter_batches(batch_size=cfg.batch_size, batch_format="numpy"), len(members), merge)
         preds = shard_predictions(t, image_ids(str(root), manifest, cfg.split), members[0].classes)
-        top1, top5 = t.errors()["prefixes"][-1]
+        top1, top5 = t.errors(manifest.splits[cfg.split].skipped)["prefixes"][-1]
         summary = f"{t.images} image(s) of {cfg.split}: top-1 error {top1:.2f}%, top-5 error {top5:.2f}%"
-    preds.to_csv(cfg.out, index=False)
-    print(f"[predict] {summary}; wrote {cfg.out}", flush=True)
+    write_csv(preds, out)
+    print(f"[predict] {summary}; wrote {out}", flush=True)
     return 0
 
 

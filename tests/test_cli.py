@@ -26,6 +26,8 @@ def test_help_lists_every_flag(job: str) -> None:
     (["--batch-size", "10", "--workers", "3"], "--batch-size 10 must be divisible by --workers 3"),
     (["--device", "tpu"], "invalid choice: 'tpu'"),
     (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--lr", "inf"], "--lr must be a finite number, got inf"),
 ])
 def test_invalid_training_flags(flags: list[str], message: str) -> None:
     out = run_job("jobs/train.py", *flags)
@@ -68,6 +70,24 @@ def test_list_flags_are_typed() -> None:
     assert cfg.lr_steps == (10, 20)
 
 
+def test_an_unclosed_quote_in_train_args_is_one_line() -> None:
+    out = run_job("jobs/tune.py", "--train-args", "--name 'x")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: --train-args \"--name 'x\": No closing quotation; check its quotes")
+    assert "Traceback" not in out.stderr
+
+
 def test_abbreviated_flags_are_refused() -> None:
     out = run_job("jobs/tune.py", "--workers", "2")  # not a prefix of --workers-per-trial
     assert out.returncode == 2 and "unrecognized arguments: --workers" in out.stderr
+
+
+def test_ensemble_members_are_checked_before_ray_starts(tmp_path: Path) -> None:
+    from handmade import handmade_data
+
+    data = handmade_data(tmp_path / "data")
+    out = run_job("jobs/ensemble.py", "--data", str(data), "--runs", "0123456789abcdef", "--members", "1")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith("error: member 0123456789abcdef: no such MLflow run")
+    assert "Started a local Ray" not in out.stderr and "Traceback" not in out.stderr

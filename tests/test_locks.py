@@ -91,3 +91,17 @@ def test_a_uri_is_not_locked(tmp_path):
     with exclusive_lock("s3://bucket/runs/a", "x"):
         pass
     assert not Path("s3:").exists()
+
+
+def test_a_sweep_is_refused_while_its_name_is_held_and_its_trials_lock_apart(tmp_path):
+    from alexnet.config import SweepConfig, TrainConfig
+    from alexnet.sweep import sweep
+    from alexnet.trainer import run_lock
+
+    storage = str(tmp_path / "runs")
+    with run_lock(storage, "s", "training run"):
+        with pytest.raises(UserError, match=f"sweep 's' in --storage {storage} is in use by pid"):
+            sweep(SweepConfig(name="s", storage=storage), TrainConfig())
+        with run_lock(storage, "s-a1b2c_00000", "training run"):  # a trial's name: its own lock
+            pass
+    assert not (tmp_path / "runs" / "s").exists()  # the lock is beside Tune's folder, not in it
