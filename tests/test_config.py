@@ -3,7 +3,15 @@
 import pytest
 
 from alexnet import cli
-from alexnet.config import EnsembleConfig, SweepConfig, TrainConfig, train_config_for
+from alexnet.config import (
+    ENSEMBLE_PRESETS,
+    PRESETS,
+    SWEEP_PRESETS,
+    EnsembleConfig,
+    SweepConfig,
+    TrainConfig,
+    train_config_for,
+)
 from alexnet.errors import UserError
 
 
@@ -62,3 +70,30 @@ def test_an_unclosed_quote_in_train_args_is_one_line() -> None:
     with pytest.raises(UserError) as e:
         train_config_for("data/digits", train_args="--name 'unclosed")
     assert str(e.value).startswith("--train-args \"--name 'unclosed\": No closing quotation; check its quotes")
+
+
+def makefile_commands() -> dict[str, list[str]]:
+    """Each job command of the Makefile's targets, as argv after `$(PY)`."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    return {m.group(1): shlex.split(m.group(2).replace("$(ARGS)", ""))
+            for m in re.finditer(r"^\t\$\(PY\) (jobs/(?:train|tune|ensemble)\.py)(.*)$", text, re.M)}
+
+
+def test_the_presets_behind_make_train_tune_and_ensemble_parse() -> None:
+    """`make train`, `make tune` and `make ensemble` run their job with a preset: each
+    parses to a valid config, and a sweep's or ensemble's training preset resolves too."""
+    commands = makefile_commands()
+    assert set(commands) == {"jobs/train.py", "jobs/tune.py", "jobs/ensemble.py"}
+    train = cli.parse(TrainConfig, "train", commands["jobs/train.py"], presets=PRESETS)
+    assert (train.epochs, train.batch_size, train.experiment) == (8, 64, "alexnet-digits")
+    sweep = cli.parse(SweepConfig, "tune", commands["jobs/tune.py"], presets=SWEEP_PRESETS, config_file=True)
+    assert sweep.lr_grid and sweep.weight_decay_grid
+    ensemble = cli.parse(EnsembleConfig, "ensemble", commands["jobs/ensemble.py"], presets=ENSEMBLE_PRESETS)
+    assert ensemble.train and ensemble.members == 7
+    for cfg in (sweep, ensemble):
+        member = train_config_for(cfg.data, cfg.train_preset, cfg.train_args)
+        assert member.batch_size == train.batch_size and member.bias_init == "caffe"
