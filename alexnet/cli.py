@@ -33,9 +33,25 @@ def _flag_kwargs(tp: Any) -> dict[str, Any]:
     return {"type": tp}
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The job's docstring as written (each example on its own line), and each flag's
+    default as the flag takes it: a list comma-separated, and no "(default: ...)" where
+    the help already names the default or there is none (empty, or no preset)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        empty = default is None or default is argparse.SUPPRESS or (
+            isinstance(default, (str, tuple, list)) and len(default) == 0)
+        if "%(default)" in text or "(default:" in text or empty or not action.option_strings:
+            return text
+        if isinstance(default, (tuple, list)):
+            return f"{text} (default: {','.join(str(v) for v in default).replace('%', '%%')})"
+        return text + " (default: %(default)s)"
+
+
 def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=description.strip(), formatter_class=HelpFormatter,
         allow_abbrev=False,  # --workers must never quietly mean --workers-per-trial
     )
     hints = typing.get_type_hints(cls)

@@ -50,7 +50,8 @@ def name_checks(flag: str, name: str) -> list[tuple[bool, str]]:
 class TrainConfig:
     data: str = _f("data/digits", "prepared data directory (from jobs/prepare_data.py)")
     epochs: int = _f(90, "epochs to train")
-    workers: int = _f(1, "Ray Train workers (DDP processes); one per GPU when GPUs exist")
+    workers: int = _f(1, "Ray Train workers (DDP processes); on GPUs each takes one, so pass the GPU count "
+                         "to use them all")
     batch_size: int = _f(128, "global batch size, split evenly over the workers")
     lr: float = _f(0.01, "initial learning rate (linear scaling: 0.01 * batch / 128)")
     momentum: float = _f(0.9, "SGD momentum")
@@ -81,8 +82,11 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto: GPUs when the cluster has them")
     amp: bool = _f(True, "bf16 autocast on GPU (ignored on CPU)")
     channels_last: bool = _f(True, "channels-last memory layout on GPU (ignored on CPU)")
-    compile: bool = _f(False, "torch.compile the training step: ~30 s to compile on CPU, then 20-30%% faster there; "
-                              "GPU gain not measured yet (jobs/bench.py --compile on)")
+    compile: bool = _f(False, "torch.compile the training step (DDP included); compiling delays each worker's "
+                              "start, and the gain is not measured on current code (jobs/bench.py --compile on)")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = _f(
+        "default", "--compile's torch.compile mode; reduce-overhead replays the step as CUDA graphs on a GPU "
+                   "(the step never reads back from the device, so it can be captured)")
     name: str = _f("", "run name; rerunning with the same name resumes it (default: a new name)")
     experiment: str = _f("alexnet", "MLflow experiment")
     storage: str = _f("runs", "where Ray Train keeps checkpoints (local path, NFS, s3://, gs://)")

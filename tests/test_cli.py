@@ -1,5 +1,7 @@
-"""Bad configuration fails in one line, with a non-zero exit, before any work starts."""
+"""Bad configuration fails in one line, with a non-zero exit, before any work starts; --help
+reads as the jobs' docstrings are written."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +93,54 @@ def test_ensemble_members_are_checked_before_ray_starts(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith("error: member 0123456789abcdef: no such MLflow run")
     assert "Started a local Ray" not in out.stderr and "Traceback" not in out.stderr
+
+
+def job_help(cls: type, job: str = "") -> str:
+    """A job's --help, in-process: its config class with its module docstring."""
+    from alexnet import cli
+
+    doc = ast.get_docstring(ast.parse((ROOT / job).read_text()), clean=False) if job else ""
+    return cli.build_parser(cls, doc or "").format_help()
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("job, cls", [("jobs/train.py", "TrainConfig"), ("jobs/tune.py", "SweepConfig"),
+                                      ("jobs/ensemble.py", "EnsembleConfig"), ("jobs/predict.py", "PredictConfig")])
+def test_help_keeps_the_examples_one_per_line(job: str, cls: str) -> None:
+    from alexnet import config
+
+    lines = job_help(getattr(config, cls), job).splitlines()
+    doc = ast.get_docstring(ast.parse((ROOT / job).read_text()))
+    examples = [line for line in doc.splitlines() if line.startswith("    python jobs/")]
+    assert examples and all(example in lines for example in examples)
+
+
+def test_help_names_a_default_once() -> None:
+    from alexnet.config import EnsembleConfig, SweepConfig, TrainConfig
+
+    assert "resumes it (default: a new name) --experiment" in flat(job_help(TrainConfig))
+    assert "(default: the paper's recipe) --train-args" in flat(job_help(SweepConfig))
+    for cls in (TrainConfig, SweepConfig, EnsembleConfig):  # empty defaults get no suffix
+        text = flat(job_help(cls))
+        assert "(default: )" not in text and "(default: None)" not in text
+
+
+def test_help_prints_list_defaults_as_the_flag_takes_them() -> None:
+    from alexnet import cli
+    from alexnet.config import SweepConfig, TrainConfig
+
+    text = flat(job_help(TrainConfig))
+    assert "(default: 30,60,80)" in text and "(30, 60, 80)" not in text
+    assert "(default: 0.001,0.1)" in flat(job_help(SweepConfig))
+    assert cli.parse(TrainConfig, "", ["--lr-steps", "30,60,80"]).lr_steps == TrainConfig().lr_steps
+
+
+def test_help_of_workers_states_its_real_default() -> None:
+    from alexnet.config import TrainConfig
+
+    options = flat(job_help(TrainConfig).split("options:")[1])
+    entry = options[options.index("--workers WORKERS"):options.index("--batch-size BATCH_SIZE")]
+    assert "(default: 1)" in entry and "when GPUs exist" not in entry
