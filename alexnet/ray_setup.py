@@ -4,8 +4,8 @@ By default each raylet frees the memory of objects nobody references any more on
 second (`free_objects_period_milliseconds`). A training stream hands it a 100-300 MB
 block every few tens of milliseconds, so until then the store places new blocks on
 pages no process has touched yet, and every augmentation actor (new ones each epoch)
-faults those pages in one by one. Freed at once, the store reuses the same pages: on the
-2-core machine the pipeline's first execution ran 25-30% faster and its steady rate 4-8%
+faults those pages in one by one. Freed at once, the store reuses the same pages: on 2
+vCPUs (2026-11-23) the pipeline's first execution ran 25-30% faster and its steady rate 4-8%
 (docs/performance.md).
 
 A raylet reads the setting from its environment when it starts. A local Ray started by

@@ -7,7 +7,7 @@ from alexnet.model import AlexNet
 
 @pytest.mark.parametrize("grouped, gmac", [(True, 0.72), (False, 1.14)])
 def test_forward_cost_matches_the_reference(grouped: bool, gmac: float) -> None:
-    """../shared/alexnet-reference.md: about 0.72 GMAC grouped, 1.14 ungrouped."""
+    """About 0.72 GMAC grouped (the figure usually quoted for the paper's network), 1.14 ungrouped."""
     macs = forward_flops_per_image(AlexNet(1000, grouped=grouped)) / 2
     assert macs == pytest.approx(gmac * 1e9, rel=0.01)
 

@@ -2,7 +2,7 @@
 
 `Dataset.iter_torch_batches(batch_size=...)` re-slices the stream into fixed-size
 batches. Whenever a batch spans two blocks (or two Arrow chunks of one block) it copies
-every image of it into fresh memory: 150 KB per 224x224 crop. On the 2-core machine that
+every image of it into fresh memory: 150 KB per 224x224 crop. On 2 vCPUs (2026-11-22) that
 copy, and the page faults of its fresh buffers, cost the consumer 40% of a core at 6,000
 img/s. Here every Arrow chunk of every block becomes one batch of tensors viewing the
 object store's memory; the augmentation actors yield `OUTPUT_ROWS` images at a time, each

@@ -121,7 +121,7 @@ class ShardAugment(TrainAugment):
 
     Reading in the actor rather than in a read task per shard saves what each Ray task
     costs (scheduling in the driver, the raylet, a worker process, the shard's JPEGs going
-    through the object store): on the 2-core machine ~30 us of CPU per image, a quarter
+    through the object store): on 2 vCPUs (2026-11-23) ~30 us of CPU per image, a quarter
     of the augmentation itself, and 17% more images per second (docs/performance.md).
 
     With a `seed`, each row group's crops, flips and PCA offsets come from a stream of
@@ -156,8 +156,8 @@ def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int |
     call's crops one block.
 
     Ray's cost per block (the driver's bookkeeping, the raylet, creating and sealing the
-    object, the streaming generator's report) is fixed, ~9 ms of CPU on the 2-core
-    machine, so bigger blocks spread it over more images: two ~720-image shards per call
+    object, the streaming generator's report) is fixed, ~9 ms of CPU on 2 vCPUs
+    (2026-11-23), so bigger blocks spread it over more images: two ~720-image shards per call
     delivered 3-8% more images per second than one. Each actor has up to `CALLS_IN_FLIGHT`
     calls queued: with Ray Data's default of two it waited for its next one 11-13% of the
     time (2% with four, and 12% more images per second). See docs/performance.md."""
