@@ -5,7 +5,10 @@ using the validation preprocessing, and write the top-5 classes and probabilitie
     python jobs/predict.py --run ENSEMBLE_RUN_ID --images photos/ --eval-crop ten
     python jobs/predict.py --run RUN_ID --data /data/shards --split val  # shards, with Ray Data
 
-Files that cannot be read stay in the CSV with the reason in its `error` column.
+--images: every file in the folder gets a row; one that cannot be read, or has no image
+extension, keeps it with the reason in the `error` column. --data: a row per image of the
+split with its true `label` and no `error` column (a row that fails to decode has empty
+classes; files the preparation skipped count as wrong in the errors printed).
 """
 
 from __future__ import annotations
