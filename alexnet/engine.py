@@ -39,14 +39,36 @@ def autocast(device: torch.device, amp: bool):
     return nullcontext()
 
 
+def step_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor,
+              device: torch.device, amp: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean loss over the valid rows, summed loss, valid rows), all on the device: nothing
+    here waits for the host, so the step runs as one graph (`torch.compile(fullgraph=True)`
+    traces it) and a GPU is never stalled by a read-back."""
+    with autocast(device, amp):
+        logits = model(x)
+    per_image = F.cross_entropy(logits.float(), y, reduction="none") * valid
+    n_valid = valid.sum()
+    summed = per_image.sum()
+    return summed / n_valid.clamp(min=1), summed.detach(), n_valid
+
+
 def train_one_epoch(
     model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
     device: torch.device, mean: torch.Tensor, *, amp: bool = False,
     channels_last: bool = False, on_step: Callable[[int, EpochStats], None] | None = None,
+    read_every: int = 10,
 ) -> EpochStats:
+    """One pass over `batches`. The loss and image counts stay on the device and are read
+    every `read_every` steps (then `on_step` sees them, and a loss that is no longer
+    finite stops the run) and at the end of the epoch: one host synchronisation per
+    interval instead of several per step."""
     model.train()
     stats = EpochStats()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    n_valid = torch.zeros((), dtype=torch.int64, device=device)
+    rows = 0
     start = tick = time.perf_counter()
+    step = -1
     for step, batch in enumerate(batches):
         stats.wait_s += time.perf_counter() - tick
         x = to_input(batch["image"].to(device, non_blocking=True), mean,
@@ -54,26 +76,31 @@ def train_one_epoch(
         x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         y = batch["label"].to(device, non_blocking=True)
         valid = batch["valid"].to(device, non_blocking=True)
-        with autocast(device, amp):
-            logits = model(x)
-        per_image = F.cross_entropy(logits.float(), y, reduction="none") * valid
-        n_valid = int(valid.sum())
-        loss = per_image.sum() / max(n_valid, 1)
-        loss_sum = float(per_image.sum().detach())
-        if not math.isfinite(loss_sum):
-            raise Diverged(f"training loss is {loss_sum} at step {step + 1}; lower --lr "
-                           "(or use --warmup-epochs)")
+        loss, summed, n = step_loss(model, x, y, valid, device, amp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # every rank steps, even on an all-invalid batch, to keep DDP in step
         optimizer.step()
-        stats.loss_sum += loss_sum
-        stats.images += n_valid
-        stats.bad_images += len(valid) - n_valid
-        if on_step is not None:
-            on_step(step, stats)
+        loss_sum += summed
+        n_valid += n
+        rows += len(valid)
+        if (step + 1) % read_every == 0:
+            read_stats(stats, loss_sum, n_valid, rows, step)
+            if on_step is not None:
+                on_step(step, stats)
         tick = time.perf_counter()
+    read_stats(stats, loss_sum, n_valid, rows, step)
     stats.total_s = time.perf_counter() - start
     return stats
+
+
+def read_stats(stats: EpochStats, loss_sum: torch.Tensor, n_valid: torch.Tensor, rows: int, step: int) -> None:
+    """Copy the device's running sums into `stats` (one synchronisation), or stop a run
+    whose loss is no longer finite."""
+    stats.loss_sum, stats.images = float(loss_sum), int(n_valid)
+    stats.bad_images = rows - stats.images
+    if not math.isfinite(stats.loss_sum):
+        raise Diverged(f"training loss is {stats.loss_sum} by step {step + 1}; lower --lr "
+                       "(or use --warmup-epochs)")
 
 
 @torch.no_grad()
@@ -99,11 +126,11 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device,
     """Counts [top-1 correct, top-5 correct, images, undecodable] over this rank's rows.
     Undecodable images count as errors: the denominator is the whole validation set."""
     model.eval()
-    counts = torch.zeros(4, dtype=torch.float64)
+    counts = torch.zeros(4, dtype=torch.float64, device=device)  # read once, at the end
     for batch in batches:
         probs = predict(model, batch, device, mean, amp=amp, channels_last=channels_last)
         valid = batch["valid"].to(device)
-        counts[:2] += topk_correct(probs, batch["label"].to(device), mask=valid).cpu()
+        counts[:2] += topk_correct(probs, batch["label"].to(device), mask=valid)
         counts[2] += len(valid)
-        counts[3] += float((~valid).sum())
-    return counts
+        counts[3] += (~valid).sum()
+    return counts.cpu()

@@ -134,7 +134,7 @@ def run_lock(storage: str, name: str, what: str) -> AbstractContextManager[None]
 # Settings a resumed run may change: where and how fast it runs, not what it computes.
 RESUME_MAY_CHANGE = frozenset({
     "epochs",  # raising it trains a run further: the documented way to continue one
-    "compile", "channels_last",  # the same step compiled, or in another memory layout
+    "compile", "compile_mode", "channels_last",  # the same step compiled, or in another memory layout
     "log_every", "max_failures",  # progress lines and the retry budget
     "device", "workers",  # another machine: the global batch (--batch-size) stays the same
     "cpus_per_worker", "threads_per_worker", "augment_actors", "augment_cpus",  # CPU shares

@@ -138,7 +138,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
     if on_gpu and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(model)
-    step_model = torch.compile(model) if cfg.compile else model  # shares `model`'s parameters
+    step_model = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model  # shares its parameters
     optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult, cfg.bias_decay)
     start_epoch, history = restore_progress(state, optimizer, schedule)
 
@@ -168,7 +168,8 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
             batch_size=cfg.per_worker_batch, drop_last=True, device=device, prefetch_batches=2,
             local_shuffle_buffer_size=4 * cfg.per_worker_batch)
         stats = train_one_epoch(step_model, optimizer, batches, device, mean, amp=cfg.amp and on_gpu,
-                                channels_last=cfg.channels_last and on_gpu, on_step=progress)
+                                channels_last=cfg.channels_last and on_gpu, on_step=progress,
+                                read_every=cfg.log_every)
         epoch_s = time.perf_counter() - started
         counts = evaluate(model.module if hasattr(model, "module") else model,
                           val.iter_torch_batches(batch_size=2 * cfg.per_worker_batch, device=device),

@@ -14,7 +14,7 @@ from torch import nn
 from alexnet.data import manifest as mf
 from alexnet.data.augment import TrainAugment, eval_batch
 from alexnet.data.device import ten_crops, to_input
-from alexnet.engine import Diverged, evaluate, predict, train_one_epoch
+from alexnet.engine import Diverged, evaluate, predict, step_loss, train_one_epoch
 from alexnet.model import AlexNet
 
 
@@ -159,3 +159,54 @@ def test_ten_crop_evaluation_counts_top1_and_top5_hits_and_misses(device: str) -
     counts = evaluate(TopRowLogits(), [batch], torch.device(device),
                       torch.tensor(mean, dtype=torch.float32, device=device), amp=on_gpu, channels_last=on_gpu)
     assert counts.tolist() == [1.0, 2.0, 4.0, 1.0]  # top-1 correct, top-5 correct, images, undecodable
+
+
+class Tiny(nn.Module):
+    """A network with no dropout: its loss on a batch is the same before and after a step
+    with lr 0, so the epoch's sums can be recomputed by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 16, stride=16)
+        self.fc = nn.Linear(4 * 14 * 14, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).relu().flatten(1))
+
+
+def synthetic_batches(n: int, rows: int = 6) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    return [{"image": torch.randint(0, 256, (rows, 224, 224, 3), dtype=torch.uint8, generator=g),
+             "offset": torch.randn(rows, 3, generator=g), "flip": torch.rand(rows, generator=g) < 0.5,
+             "label": torch.randint(0, 10, (rows,), generator=g), "valid": torch.arange(rows) != i % rows}
+            for i in range(n)]
+
+
+def test_the_training_step_never_waits_for_the_host() -> None:
+    """Input normalisation, flip, forward and loss trace as one graph: any read-back
+    (`.item()`, `bool(t)`, a boolean-mask index) would break it, and fullgraph refuses."""
+    model, mean = Tiny(), torch.tensor([120.0, 110.0, 100.0])
+
+    def step(image, offset, flip, label, valid):
+        return step_loss(model, to_input(image, mean, offset, flip), label, valid, torch.device("cpu"), False)
+
+    b = synthetic_batches(1)[0]
+    traced = torch.compile(step, fullgraph=True, backend="eager")(b["image"], b["offset"], b["flip"], b["label"],
+                                                                   b["valid"])
+    eager = step(b["image"], b["offset"], b["flip"], b["label"], b["valid"])
+    assert all(torch.allclose(a.float(), e.float()) for a, e in zip(traced, eager, strict=True))
+
+
+def test_epoch_statistics_read_once_per_interval_are_exact() -> None:
+    torch.manual_seed(0)
+    model, mean, batches = Tiny(), torch.tensor([120.0, 110.0, 100.0]), synthetic_batches(5)
+    with torch.no_grad():
+        expected = sum(float((nn.functional.cross_entropy(
+            model(to_input(b["image"], mean, b["offset"], b["flip"])), b["label"], reduction="none")
+            * b["valid"]).sum()) for b in batches)
+    seen: list[tuple[int, int, int]] = []
+    stats = train_one_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), batches, torch.device("cpu"), mean,
+                            read_every=2, on_step=lambda step, s: seen.append((step, s.images, s.bad_images)))
+    assert seen == [(1, 10, 2), (3, 20, 4)]  # every second step, with the counts so far
+    assert (stats.images, stats.bad_images) == (25, 5)
+    assert stats.loss_sum == pytest.approx(expected, rel=1e-5)

@@ -12,14 +12,15 @@ def to_input(images: torch.Tensor, mean: torch.Tensor, offset: torch.Tensor | No
              flip: torch.Tensor | None = None) -> torch.Tensor:
     """NHWC uint8 -> NCHW float in the paper's units: 0-255 minus the training-set mean,
     plus the per-image PCA offset, mirrored where `flip` is set. The permute leaves
-    memory in NHWC order, which is exactly PyTorch's channels_last layout."""
+    memory in NHWC order, which is exactly PyTorch's channels_last layout (the select
+    that mirrors keeps it)."""
     x = images.float()
     shift = -mean.view(1, 1, 1, 3)
     if offset is not None:
         shift = shift + offset.view(-1, 1, 1, 3)
     x = (x + shift).permute(0, 3, 1, 2)
-    if flip is not None and bool(flip.any()):
-        x[flip] = x[flip].flip(3)
+    if flip is not None:  # a select over the batch: no data-dependent shape, no read-back
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
     return x
 
 
