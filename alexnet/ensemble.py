@@ -26,7 +26,7 @@ from alexnet.data.manifest import Manifest
 from alexnet.data.pipeline import DataResources, eval_dataset, plan_resources
 from alexnet.engine import predict
 from alexnet.members import Member
-from alexnet.memory import keep_network_memory
+from alexnet.memory import keep_network_memory, network_process_env
 from alexnet.metrics import error_percent, topk_correct
 
 Merge = Literal["prob", "logits"]
@@ -84,7 +84,8 @@ def score(data_root: str, manifest: Manifest, members: list[Member], merge: Merg
         fn_constructor_kwargs={"members": [ray.put(members)], "logits": merge == "logits",
                                "threads": max(1, round(actor_cpus))},
         compute=ActorPoolStrategy(size=actors), num_cpus=actor_cpus, num_gpus=actor_gpus,
-        batch_size=batch_size, batch_format="numpy")
+        batch_size=batch_size, batch_format="numpy",
+        runtime_env={} if actor_gpus else {"env_vars": network_process_env()})  # whichever thread scores
 
 
 def member_probs(scores: torch.Tensor, merge: Merge) -> torch.Tensor:

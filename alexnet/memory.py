@@ -11,6 +11,7 @@ no-ops where the C library is not glibc.
 from __future__ import annotations
 
 import ctypes
+import os
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
 MMAP_THRESHOLD = 32 << 20  # glibc's largest M_MMAP_THRESHOLD: bigger buffers are always mapped fresh
@@ -23,6 +24,22 @@ def _mallopt(*settings: tuple[int, int]) -> bool:
         return all(libc.mallopt(param, value) == 1 for param, value in settings)
     except (OSError, AttributeError):
         return False
+
+
+# The same as `keep_network_memory`, for a whole process from its start, as glibc reads it
+# from the environment: one arena, so that every thread allocates from the heap those
+# settings govern. Ray Train runs the training loop in a thread of its own, and a
+# thread's own arena hands its freed memory back whatever mallopt says: measured on the
+# AlexNet step at batch 64 (2 vCPUs, 2026-11-29), 24.7 img/s and 2.75 s of kernel time
+# over 3 steps in a thread with mallopt alone, 32.1 img/s and 0.26 s in the main thread.
+NETWORK_TUNABLES = f"glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={KEEP_ON_HEAP}"
+
+
+def network_process_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables for a process that will run the network on a CPU (a Ray
+    Train worker), added to any GLIBC_TUNABLES already set."""
+    current = (os.environ if environ is None else environ).get("GLIBC_TUNABLES", "")
+    return {"GLIBC_TUNABLES": f"{current}:{NETWORK_TUNABLES}" if current else NETWORK_TUNABLES}
 
 
 def reuse_freed_memory() -> bool:

@@ -23,6 +23,7 @@ from alexnet.data import manifest as mf
 from alexnet.data.pipeline import DataResources, plan_resources, start_epoch_clock, train_dataset
 from alexnet.errors import UserError
 from alexnet.locks import exclusive_lock
+from alexnet.memory import network_process_env
 from alexnet.model import AlexNet
 from alexnet.plots import training_curves
 from alexnet.worker import CHECKPOINT_FILE, train_func_per_worker
@@ -220,7 +221,8 @@ def _fit_locked(cfg: TrainConfig, name: str, data_root: Path, manifest: mf.Manif
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage_uri(cfg.storage),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2), callbacks=callbacks),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2), callbacks=callbacks,
+            worker_runtime_env={} if placement.use_gpu else {"env_vars": network_process_env()}),
         datasets={"train": train_dataset(str(data_root), manifest, placement.data, seed=cfg.seed, clock=clock)},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )

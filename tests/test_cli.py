@@ -2,9 +2,12 @@
 reads as the jobs' docstrings are written."""
 
 import ast
+import dataclasses
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -12,14 +15,47 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_job(*args: str) -> subprocess.CompletedProcess:
+    """A job as users start it, in a process of its own (kept for the two checks that
+    need one: the exit code as a shell sees it, and that Ray was never started)."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("job", ["jobs/train.py", "jobs/prepare_data.py", "jobs/tune.py"])
-def test_help_lists_every_flag(job: str) -> None:
-    out = run_job(job, "--help")
-    assert out.returncode == 0
-    assert "--data" in out.stdout or "--src" in out.stdout
+def job_module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_in_process(capsys: pytest.CaptureFixture, name: str, *argv: str) -> tuple[int, str]:
+    """(exit code, stderr) of `jobs/<name>.py argv` run in this process, through the same
+    entry point (`cli.run(main)`): a refused flag exits 2 with argparse's message, a
+    UserError exits 1 with its one line."""
+    from alexnet import cli
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        cli.run(lambda: job_module(name).main(list(argv)))
+    err = capsys.readouterr().err
+    if isinstance(e.value.code, str):
+        return 1, err + e.value.code + "\n"
+    return int(e.value.code or 0), err
+
+
+JOBS = {"train": "TrainConfig", "tune": "SweepConfig", "ensemble": "EnsembleConfig", "predict": "PredictConfig",
+        "prepare_data": "PrepareConfig", "bench": "BenchConfig"}
+
+
+@pytest.mark.parametrize("name", sorted(JOBS))
+def test_help_lists_every_flag(name: str, capsys: pytest.CaptureFixture) -> None:
+    module = job_module(name)
+    with pytest.raises(SystemExit) as e:
+        module.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    fields = dataclasses.fields(getattr(module, JOBS[name]))
+    missing = [f.name for f in fields if f"--{f.name.replace('_', '-')}" not in text]
+    assert fields and not missing
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -31,11 +67,9 @@ def test_help_lists_every_flag(job: str) -> None:
     (["--workers", "0"], "--workers must be at least 1, got 0"),
     (["--lr", "inf"], "--lr must be a finite number, got inf"),
 ])
-def test_invalid_training_flags(flags: list[str], message: str) -> None:
-    out = run_job("jobs/train.py", *flags)
-    assert out.returncode == 2
-    assert message in out.stderr
-    assert "Traceback" not in out.stderr and "Started a local Ray" not in out.stderr
+def test_invalid_training_flags(flags: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    code, err = run_in_process(capsys, "train", *flags)
+    assert code == 2 and message in err and "Traceback" not in err
 
 
 def test_unprepared_data_is_one_line(tmp_path: Path) -> None:
@@ -55,13 +89,11 @@ def test_a_yaml_config_sets_defaults_and_flags_override_it(tmp_path: Path) -> No
     assert cfg.lr_grid == (0.01, 0.02) and cfg.weight_decay_range == (1e-5, 1e-3) and cfg.num_samples == 5
 
 
-def test_an_unknown_yaml_setting_is_one_line(tmp_path: Path) -> None:
+def test_an_unknown_yaml_setting_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "sweep.yaml"
     path.write_text("learning_rate: 0.1\n")
-    out = run_job("jobs/tune.py", "--config", str(path))
-    assert out.returncode == 2
-    assert f"--config {path}: unknown setting 'learning_rate'" in out.stderr
-    assert "Traceback" not in out.stderr
+    code, err = run_in_process(capsys, "tune", "--config", str(path))
+    assert code == 2 and f"--config {path}: unknown setting 'learning_rate'" in err
 
 
 def test_list_flags_are_typed() -> None:
@@ -72,17 +104,15 @@ def test_list_flags_are_typed() -> None:
     assert cfg.lr_steps == (10, 20)
 
 
-def test_an_unclosed_quote_in_train_args_is_one_line() -> None:
-    out = run_job("jobs/tune.py", "--train-args", "--name 'x")
-    assert out.returncode == 1
-    assert out.stderr.strip().splitlines()[-1] == (
-        "error: --train-args \"--name 'x\": No closing quotation; check its quotes")
-    assert "Traceback" not in out.stderr
+def test_an_unclosed_quote_in_train_args_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    code, err = run_in_process(capsys, "tune", "--train-args", "--name 'x")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == "error: --train-args \"--name 'x\": No closing quotation; check its quotes"
 
 
-def test_abbreviated_flags_are_refused() -> None:
-    out = run_job("jobs/tune.py", "--workers", "2")  # not a prefix of --workers-per-trial
-    assert out.returncode == 2 and "unrecognized arguments: --workers" in out.stderr
+def test_abbreviated_flags_are_refused(capsys: pytest.CaptureFixture) -> None:
+    code, err = run_in_process(capsys, "tune", "--workers", "2")  # not a prefix of --workers-per-trial
+    assert code == 2 and "unrecognized arguments: --workers" in err
 
 
 def test_ensemble_members_are_checked_before_ray_starts(tmp_path: Path) -> None:
