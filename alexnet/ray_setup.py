@@ -26,7 +26,10 @@ RAY_SETTINGS = {"RAY_free_objects_period_milliseconds": "0"}
 
 def init_ray(**kwargs: Any) -> None:
     """`ray.init(**kwargs)`: joins RAY_ADDRESS or a running local head, else starts a
-    local Ray with `RAY_SETTINGS` (values already in the environment win)."""
+    local Ray with `RAY_SETTINGS` (values already in the environment win). In a process
+    already connected to Ray (a job called as a library), the connection is kept."""
+    if ray.is_initialized():
+        return
     for name, value in RAY_SETTINGS.items():
         os.environ.setdefault(name, value)
     ray.init(**kwargs)

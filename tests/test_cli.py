@@ -3,13 +3,12 @@ reads as the jobs' docstrings are written."""
 
 import ast
 import dataclasses
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from job_loader import load_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,13 +19,6 @@ def run_job(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-def job_module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_in_process(capsys: pytest.CaptureFixture, name: str, *argv: str) -> tuple[int, str]:
     """(exit code, stderr) of `jobs/<name>.py argv` run in this process, through the same
     entry point (`cli.run(main)`): a refused flag exits 2 with argparse's message, a
@@ -35,7 +27,7 @@ def run_in_process(capsys: pytest.CaptureFixture, name: str, *argv: str) -> tupl
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
-        cli.run(lambda: job_module(name).main(list(argv)))
+        cli.run(lambda: load_job(name).main(list(argv)))
     err = capsys.readouterr().err
     if isinstance(e.value.code, str):
         return 1, err + e.value.code + "\n"
@@ -48,7 +40,7 @@ JOBS = {"train": "TrainConfig", "tune": "SweepConfig", "ensemble": "EnsembleConf
 
 @pytest.mark.parametrize("name", sorted(JOBS))
 def test_help_lists_every_flag(name: str, capsys: pytest.CaptureFixture) -> None:
-    module = job_module(name)
+    module = load_job(name)
     with pytest.raises(SystemExit) as e:
         module.main(["--help"])
     assert e.value.code == 0

@@ -4,13 +4,17 @@ actors, recorded in MLflow, and checked against what was saved."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
+from job_loader import load_job
 from mlflow.tracking import MlflowClient
 
 from alexnet import tracking
 from alexnet.assemble import EnsembleOutcome, assemble
 from alexnet.config import EnsembleConfig
+from alexnet.ensemble import tally
 from alexnet.errors import UserError
 
 
@@ -45,21 +49,32 @@ def test_logged_errors_recompute_from_the_saved_predictions(trained_ensemble: En
 
 
 @pytest.mark.parametrize("merge", ["prob", "logits"])
-def test_an_ensemble_of_identical_members_equals_the_member(
-        trained_ensemble: EnsembleOutcome, tiny_data: Path, merge: str, tmp_path: Path) -> None:
-    member = trained_ensemble.member_run_ids[0]
-    single = assemble(EnsembleConfig(data=str(tiny_data), runs=(member,), merge=merge, experiment="test-ensemble"))
-    triple = assemble(EnsembleConfig(data=str(tiny_data), runs=(member,) * 3, merge=merge,
-                                     experiment="test-ensemble"))
-    assert triple.member_errors == [single.member_errors[0]] * 3
-    assert triple.prefix_errors == [single.prefix_errors[0]] * 3
-    assert single.top1 == pytest.approx(trained_ensemble.member_errors[0][0])
-    client = MlflowClient(tracking.tracking_uri())
-    a, b = (pd.read_parquet(client.download_artifacts(o.run_id, "predictions.parquet", str(tmp_path / o.run_id)))
-            for o in (single, triple))
+def test_identical_members_merge_to_the_member(merge: str) -> None:
+    """The merging arithmetic, on synthetic scores: N copies of one member are that member."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 1, 10, generator=g)
+    scores = logits if merge == "logits" else logits.softmax(-1)
+    label, valid = torch.randint(0, 10, (12,), generator=g), torch.arange(12) != 3
+    batch = lambda n: {"scores": scores.repeat(1, n, 1).numpy(), "label": label.numpy(),  # noqa: E731
+                       "valid": valid.numpy(), "index": np.arange(12)}
+    single, triple = tally([batch(1)], 1, merge), tally([batch(3)], 3, merge)
+    assert triple.errors()["members"] == single.errors()["members"] * 3
+    assert triple.errors()["prefixes"] == single.errors()["prefixes"] * 3
+    a, b = single.predictions[0], triple.predictions[0]
     assert a["top5"].map(list).tolist() == b["top5"].map(list).tolist()
-    for pa, pb in zip(a["top5_prob"], b["top5_prob"], strict=True):
-        assert list(pa) == pytest.approx(list(pb), abs=1e-6)
+    assert np.allclose(np.stack(a["top5_prob"]), np.stack(b["top5_prob"]), atol=1e-6)
+
+
+def test_the_ensemble_job_scores_the_members_it_is_given(trained_ensemble: EnsembleOutcome, tiny_data: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """`jobs/ensemble.py --runs` as users run it (in this process): a member given three
+    times, merged by logits, is that member."""
+    member = trained_ensemble.member_run_ids[0]
+    assert load_job("ensemble").main(["--data", str(tiny_data), "--runs", ",".join([member] * 3), "--merge", "logits",
+                     "--experiment", "test-ensemble"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    top1 = trained_ensemble.member_errors[0][0]
+    assert line.startswith("[ensemble] done. MLflow run") and f"ensemble of 3 top-1 error {top1:.2f}%" in line
 
 
 def test_members_with_another_class_list_or_no_checkpoint_are_refused(

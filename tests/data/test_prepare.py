@@ -317,3 +317,20 @@ def test_pca_statistics_are_the_training_sets_own_or_imagenets_below_the_minimum
             assert np.allclose(stats.pca_eigval, eigval)  # largest first
             assert np.allclose(np.abs(np.sum(np.array(stats.pca_eigvec) * eigvec, 0)), 1.0)  # same axes, any sign
             assert not np.allclose(stats.pca_eigval, mf.IMAGENET_EIGVAL, atol=1e-3)
+
+
+def test_make_data_prepares_the_embedded_digits(ray_session, tmp_path: Path) -> None:
+    """The command behind `make data`, read from the Makefile and run in this process."""
+    import re
+    import shlex
+
+    from job_loader import load_job
+
+    root = Path(__file__).resolve().parents[2]
+    recipe = re.search(r"^\t\$\(PY\) jobs/prepare_data\.py (--digits .*)$", (root / "Makefile").read_text(), re.M)
+    argv = shlex.split(recipe.group(1).replace("$(DATA)", str(tmp_path / "digits")))
+    assert load_job("prepare_data").main(argv) == 0
+    manifest, classes = mf.load(tmp_path / "digits")
+    assert len(classes) == 10 and manifest.num_classes == 10
+    assert (manifest.splits["train"].images, manifest.splits["val"].images) == (1438, 359)  # scikit-learn's 1,797
+    assert manifest.pca_source == "train" and sum(s.skipped for s in manifest.splits.values()) == 0
