@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -60,8 +61,12 @@ def head(tmp_path: Path):
         proc.terminate()
         pytest.fail(f"the head did not answer at {address}: {probe.stderr[-500:]}")
     yield address, env
-    proc.terminate()
-    proc.wait(timeout=60)
+    proc.terminate()  # a graceful stop takes Ray ~30 s; the test is done with the head by now
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the head and every process it started
+        proc.wait(timeout=60)
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
