@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -138,11 +139,12 @@ def build_tuner(cfg: SweepConfig, base: TrainConfig, name: str, parent_run_id: s
     )
 
 
-def sweep(cfg: SweepConfig, train: TrainConfig) -> SweepOutcome:
+def sweep(cfg: SweepConfig, train: TrainConfig, lock: bool = True) -> SweepOutcome:
     """Run (or resume) the sweep named `cfg.name` on the connected Ray cluster, holding
-    the lock on its name (which covers its trials, named after it) while it runs."""
+    the lock on its name (which covers its trials, named after it) while it runs;
+    `lock=False` where the caller holds it already."""
     name = cfg.name or default_name("sweep")
-    with run_lock(cfg.storage, name, "sweep"):
+    with run_lock(cfg.storage, name, "sweep") if lock else nullcontext():
         return _sweep_locked(cfg, train, name)
 
 

@@ -10,18 +10,22 @@ its last epoch checkpoint and continues the same MLflow run.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from alexnet import cli
 from alexnet.config import PRESETS, TrainConfig
 from alexnet.ray_setup import init_ray
-from alexnet.trainer import fit, preflight
+from alexnet.trainer import default_name, fit, preflight, run_lock
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(TrainConfig, __doc__, argv, presets=PRESETS)
     print(f"[train] config:\n{cli.describe(cfg)}", flush=True)
     preflight(cfg)  # bad data or an unreachable tracking server fail before Ray starts
-    init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
-    outcome = fit(cfg)
+    cfg = replace(cfg, name=cfg.name or default_name("alexnet"))
+    with run_lock(cfg.storage, cfg.name, "training run"):  # a second run of this name is refused before Ray starts
+        init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
+        outcome = fit(cfg, lock=False)
     m = outcome.metrics
     print(f"[train] done. MLflow run {outcome.run_id} ('{outcome.run_name}'): "
           f"val top-1 error {m.get('val_top1_err', float('nan')):.2f}%, "

@@ -19,7 +19,7 @@ from alexnet import cli
 from alexnet.config import SWEEP_PRESETS, SweepConfig, train_config_for
 from alexnet.ray_setup import init_ray
 from alexnet.sweep import sweep
-from alexnet.trainer import preflight
+from alexnet.trainer import default_name, preflight, run_lock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     train = train_config_for(cfg.data, cfg.train_preset, cfg.train_args)
     print(f"[tune] config:\n{cli.describe(cfg)}", flush=True)
     preflight(replace(train, storage=cfg.storage))  # bad data, tracking server or storage fail before Ray starts
-    init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
-    outcome = sweep(cfg, train)
+    cfg = replace(cfg, name=cfg.name or default_name("sweep"))
+    with run_lock(cfg.storage, cfg.name, "sweep"):  # a second sweep of this name is refused before Ray starts
+        init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
+        outcome = sweep(cfg, train, lock=False)
     failed = [t for t in outcome.trials if t.status == "FAILED"]
     if outcome.best is None:
         return 1

@@ -3,6 +3,7 @@ reads as the jobs' docstrings are written."""
 
 import ast
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,22 @@ def test_help_of_workers_states_its_real_default() -> None:
     options = flat(job_help(TrainConfig).split("options:")[1])
     entry = options[options.index("--workers WORKERS"):options.index("--batch-size BATCH_SIZE")]
     assert "(default: 1)" in entry and "when GPUs exist" not in entry
+
+
+@pytest.mark.parametrize("name, extra", [("train", ["--batch-size", "2"]),
+                                         ("tune", ["--train-args", "--batch-size 2"])])
+def test_a_second_job_of_the_same_name_is_refused_before_ray_starts(
+        name: str, extra: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The job takes its run's lock before it starts or joins Ray: a clash costs no start-up."""
+    import ray
+    from handmade import handmade_data
+
+    from alexnet.trainer import run_lock
+
+    data, storage = handmade_data(tmp_path / "data"), tmp_path / "runs"
+    was_connected = ray.is_initialized()
+    with run_lock(str(storage), "busy", "the first job"):
+        code, err = run_in_process(capsys, name, "--data", str(data), "--storage", str(storage), "--name", "busy",
+                                   *extra)
+    assert code == 1 and f"in use by pid {os.getpid()}" in err.strip().splitlines()[-1]
+    assert ray.is_initialized() == was_connected  # refused before init_ray
