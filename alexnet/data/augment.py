@@ -108,17 +108,15 @@ class TrainAugment:
                 "offset": self.jitter.offsets(rng, n), "flip": rng.random(n) < 0.5, "valid": valid}
 
 
-def eval_batch(batch: dict[str, np.ndarray], crop: EvalCrop = "center",
-               rank: int = 0, world: int = 1) -> dict[str, np.ndarray]:
-    """Validation rows of this rank (``index % world == rank``), so that across ranks
-    every image is evaluated exactly once. "center" sends the centre 224 crop; "ten"
-    sends the whole 256 image and the ten crops are cut on the device."""
-    mine = (batch["index"] % world) == rank
-    images, labels = batch["image"][mine], batch["label"][mine]
+def eval_batch(batch: dict[str, np.ndarray], crop: EvalCrop = "center") -> dict[str, np.ndarray]:
+    """Decode validation rows for the network. "center" sends the centre 224 crop; "ten"
+    sends the whole 256 image and the ten crops are cut on the device. Which rank scores
+    which rows is decided when the shards are read (`pipeline.eval_assignment`), so every
+    row given here is scored."""
+    images, labels = batch["image"], batch["label"]
     size = CROP if crop == "center" else SHARD_SIZE
     out = np.empty((len(images), size, size, 3), np.uint8)
     valid = np.ones(len(images), bool)
     place = center_crop if crop == "center" else (lambda im: im)
     decode_into(out, valid, images, place)
-    return {"image": out, "label": labels.astype(np.int64), "valid": valid,
-            "index": batch["index"][mine]}
+    return {"image": out, "label": labels.astype(np.int64), "valid": valid, "index": batch["index"]}

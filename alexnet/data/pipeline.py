@@ -64,12 +64,6 @@ def shard_paths_dataset(paths: list[str], shuffle: bool) -> Dataset:
     return ds.randomize_block_order() if shuffle else ds
 
 
-def read_shards(paths: list[str], columns: list[str], res: DataResources, shuffle: bool) -> Dataset:
-    return shard_paths_dataset(paths, shuffle).map_batches(
-        read_row_groups, fn_kwargs={"columns": columns}, batch_size=1, batch_format="numpy",
-        num_cpus=res.read_cpus)
-
-
 def binary_views(column: pa.ChunkedArray) -> list[memoryview]:
     """Each value of a binary column as a view of Arrow's own buffer. Turning them into
     Python bytes (``to_numpy``) copies every JPEG once more and allocates an object per
@@ -174,9 +168,58 @@ def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int |
     return ds
 
 
+def eval_assignment(paths: list[str], rank: int = 0, world: int = 1) -> tuple[list[str], list[str]]:
+    """(whole, shared): the shards rank `rank` of `world` evaluates whole, and the shards
+    every rank reads, each keeping only its own rows (``index % world == rank``).
+
+    Each rank reading every shard and dropping the other ranks' rows would make every
+    rank pay the I/O and Parquet decoding of the whole split, however many workers share
+    it. Here the first ``world * (len(paths) // world)`` shards are dealt out whole,
+    round-robin (rank r gets r, r + world, ...), and only the last ``len(paths) % world``
+    shards, which cannot be dealt out evenly, are split by row: a rank reads at most
+    ``len(paths) // world + world - 1`` shards, and every listed row is evaluated by
+    exactly one rank. With more ranks than shards every shard is shared."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not one of {world} ranks")
+    dealt = len(paths) - len(paths) % world
+    return paths[rank:dealt:world], paths[dealt:]
+
+
+def eval_reads(paths: list[str], rank: int = 0, world: int = 1) -> list[dict[str, str | int]]:
+    """What rank `rank` reads: one item per shard, with the row filter it reads the shard
+    with (`read_rows_of_rank`); a whole shard has ``rank=0, world=1``, which keeps every row."""
+    whole, shared = eval_assignment(paths, rank, world)
+    return ([{"path": p, "rank": 0, "world": 1} for p in whole]
+            + [{"path": p, "rank": rank, "world": world} for p in shared])
+
+
+def rows_of_rank(table: pa.Table, rank: int, world: int) -> pa.Table:
+    """The rows of `table` with ``index % world == rank``: the global ``index`` numbers
+    every row of a split once, so the ranks' rows of a shared shard never overlap."""
+    if world == 1:
+        return table
+    return table.filter(pa.array(table.column("index").to_numpy() % world == rank))
+
+
+def read_rows_of_rank(batch: dict[str, np.ndarray], columns: list[str]) -> Iterator[pa.Table]:
+    """Each item's shard (from `eval_reads`) a row group at a time, only the rows of the
+    item's rank. Filtering here rather than after decoding keeps the other ranks' JPEGs out
+    of the object store; a row group with no rows of this rank yields nothing."""
+    for path, rank, world in zip(batch["path"], batch["rank"], batch["world"], strict=True):
+        for table in read_row_groups({"path": np.array([path], dtype=object)}, columns):
+            mine = rows_of_rank(table, int(rank), int(world))
+            if mine.num_rows:
+                yield mine
+
+
 def eval_dataset(root: str, manifest: Manifest, res: DataResources, crop: EvalCrop = "center",
                  rank: int = 0, world: int = 1, split: str = "val") -> Dataset:
-    """This rank's share of a split: rows with ``index % world == rank``."""
-    ds = read_shards(manifest.shard_paths(root, split), ["image", "label", "index"], res, shuffle=False)
-    return ds.map_batches(eval_batch, fn_kwargs={"crop": crop, "rank": rank, "world": world},
-                          num_cpus=res.read_cpus, batch_size=EVAL_BATCH)
+    """This rank's share of a split (`eval_assignment`): whole shards of its own, and its
+    rows of the shards that do not divide among the ranks. Across the ranks every image
+    is evaluated exactly once. One read task per shard, listed from the manifest as in
+    `shard_paths_dataset` (no Ray Data listing task, which would take a whole CPU)."""
+    reads = eval_reads(manifest.shard_paths(root, split), rank, world)
+    ds = ray.data.from_items(reads, override_num_blocks=len(reads)).map_batches(
+        read_rows_of_rank, fn_kwargs={"columns": ["image", "label", "index"]}, batch_size=1,
+        batch_format="numpy", num_cpus=res.read_cpus)
+    return ds.map_batches(eval_batch, fn_kwargs={"crop": crop}, num_cpus=res.read_cpus, batch_size=EVAL_BATCH)

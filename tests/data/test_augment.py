@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from alexnet.data.augment import CROP, PCAJitter, TrainAugment, eval_batch, random_crop
@@ -77,14 +76,6 @@ def test_augmentation_differs_per_presentation() -> None:
     a, b = aug.augment(batch), aug.augment(batch)
     assert not np.array_equal(a["offset"], b["offset"])
     assert not np.array_equal(a["image"], b["image"])
-
-
-@pytest.mark.parametrize("world", [1, 2, 3])
-def test_eval_shards_cover_every_image_exactly_once(world: int) -> None:
-    batch = {"image": np.array([encode_jpeg(coordinate_image())] * 7, dtype=object),
-             "label": np.arange(7), "index": np.arange(10, 17)}
-    seen = np.concatenate([eval_batch(batch, "center", r, world)["index"] for r in range(world)])
-    assert sorted(seen.tolist()) == list(range(10, 17))
 
 
 def test_eval_center_crop_and_ten_crop_input() -> None:

@@ -1,20 +1,25 @@
-"""The training actor's own work, called in this process on real prepared shards, and
-how the training dataset groups shards into actor calls and blocks."""
+"""The training actor's own work, called in this process on real prepared shards, how
+the training dataset groups shards into actor calls and blocks, and how validation
+shards are split between ranks."""
 
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from alexnet.bench import repeated
 from alexnet.data import manifest as mf
-from alexnet.data.augment import CROP
+from alexnet.data.augment import CROP, eval_batch
+from alexnet.data.images import encode_jpeg
 from alexnet.data.pipeline import (
     SHARDS_PER_CALL,
     DataResources,
     ShardAugment,
     binary_views,
+    eval_reads,
+    read_rows_of_rank,
     set_epoch,
     shards_per_call,
     start_epoch_clock,
@@ -81,3 +86,50 @@ def test_crops_differ_between_epochs_and_repeat_within_one(ray_session, tiny_dat
     assert not np.array_equal(first["offset"], second["offset"])
     other_seed = augmented(ShardAugment(manifest.pca_eigval, manifest.pca_eigvec, seed=1, clock=clock), paths)
     assert not np.array_equal(second["offset"], other_seed["offset"])
+
+
+def write_shards(folder: Path, rows: list[int]) -> list[str]:
+    """Shards of `rows` rows each, in row groups of 2, with a global `index` as the
+    preparation writes it and a label derived from it (1000 + index)."""
+    jpeg = encode_jpeg(np.full((256, 256, 3), 128, np.uint8))
+    paths, first = [], 0
+    for i, n in enumerate(rows):
+        index = np.arange(first, first + n, dtype=np.int64)
+        path = folder / f"shard-{i}.parquet"
+        pq.write_table(pa.table({"image": pa.array([jpeg] * n, pa.binary()), "label": index + 1000, "index": index}),
+                       path, row_group_size=2)
+        paths.append(str(path))
+        first += n
+    return paths
+
+
+def scored_by(paths: list[str], rank: int, world: int) -> tuple[int, dict[str, np.ndarray]]:
+    """(shards rank `rank` opens, the rows it scores), through the steps `eval_dataset`
+    maps: each read item as Ray Data hands it over (a one-row numpy batch), then
+    `eval_batch` on the rows read."""
+    reads = eval_reads(paths, rank, world)
+    tables = [t for item in reads
+              for t in read_rows_of_rank({k: np.array([v], dtype=object) for k, v in item.items()},
+                                         ["image", "label", "index"])]
+    batches = [eval_batch({"image": np.array(t.column("image").to_pylist(), dtype=object),
+                           "label": t.column("label").to_numpy(), "index": t.column("index").to_numpy()})
+               for t in tables]
+    return len(reads), {k: np.concatenate([b[k] for b in batches] or [np.empty(0, np.int64)])
+                        for k in ("index", "label", "valid")}
+
+
+@pytest.mark.parametrize("world", [1, 3, 9])
+def test_validation_ranks_read_their_own_shards_and_score_every_row_once(tmp_path: Path, world: int) -> None:
+    """7 shards of uneven sizes: over 3 ranks each reads its 2 whole shards and its rows
+    of the 7th (3 files, not 7); with one rank it reads all 7 whole; with more ranks than
+    shards every rank reads every shard and keeps its rows. In every case the ranks
+    together score each row exactly once, with its own label."""
+    rows = [3, 1, 4, 1, 5, 9, 2]
+    paths = write_shards(tmp_path, rows)
+    opened, scored = zip(*(scored_by(paths, r, world) for r in range(world)), strict=True)
+    assert list(opened) == [len(rows) // world + len(rows) % world] * world
+    index = np.concatenate([s["index"] for s in scored])
+    assert sorted(index.tolist()) == list(range(sum(rows)))
+    assert all((s["label"] == s["index"] + 1000).all() and s["valid"].all() for s in scored)
+    with pytest.raises(ValueError, match="rank 3"):
+        eval_reads(paths, 3, 3)
