@@ -126,7 +126,9 @@ def _clear_stale(lockfile: Path, seen: os.stat_result, holder: dict[str, Any] | 
     except FileNotFoundError:
         return  # another job cleared it first
     moved = os.stat(aside)
-    if (moved.st_ino, moved.st_dev) != (seen.st_ino, seen.st_dev):
+    # The same inode and the same record: a freed inode number is reused at once (ext4),
+    # so a lock another job created after the dead one was cleared can share it.
+    if (moved.st_ino, moved.st_dev) != (seen.st_ino, seen.st_dev) or _read(aside) != holder:
         # we moved a fresh lock: restore it (unless a third job took the name meanwhile)
         try:
             os.link(aside, lockfile)

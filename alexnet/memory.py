@@ -4,8 +4,8 @@ By default glibc serves any allocation above a threshold (128 KB, raised dynamic
 to 32 MB) with a fresh `mmap` and unmaps it on free. AlexNet's activations and gradients
 at batch 64 are tens of MB each, so every training step mapped them afresh and the kernel
 faulted in and zero-filled every page: about a third of a CPU training worker's time went
-to the kernel. Keeping freed memory on the heap removes that cost. Both functions are
-no-ops where the C library is not glibc.
+to the kernel. Keeping freed memory on the heap removes that cost. The mallopt calls are
+no-ops where the C library is not glibc, and so is the environment variable.
 """
 
 from __future__ import annotations

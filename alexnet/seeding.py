@@ -4,7 +4,9 @@ Every source of randomness in a run draws from its own stream, derived from the 
 `--seed` and what distinguishes it: the training rank and the epoch for dropout, the
 epoch and the first image of a row group for the crops, flips and PCA offsets. So no two
 ranks share dropout masks, no two epochs share crops, and an epoch that is run again
-(after a resume or a restart) draws exactly what it drew the first time.
+(after a resume or a restart) draws, for each image, what it drew the first time. (Which
+image lands in which batch, and so meets which dropout mask, follows the unseeded shard
+order and local shuffle of Ray Data.)
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ run (the standard ``mlflow.parentRunId`` tag) and the parent records the best tr
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from contextlib import nullcontext
@@ -26,6 +27,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 
 from alexnet import tracking
 from alexnet.config import SweepConfig, TrainConfig
+from alexnet.errors import UserError
 from alexnet.plots import sweep_curves
 from alexnet.trainer import default_name, fit, resolve_path, run_lock, storage_uri
 
@@ -112,16 +114,32 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], parent_run_id: str, 
     tune.report({**outcome.metrics, CHECKPOINT_PATH_KEY: outcome.checkpoint_dir})
 
 
+def check_trusted(path: str) -> None:
+    """Ray Tune restores a sweep by unpickling its state files, so they must be this
+    user's own: a local sweep folder, or a file in it, that another user owns or may write
+    is refused (an object store's --storage is trusted as configured: see
+    docs/troubleshooting.md)."""
+    if "://" in path:
+        return
+    for p in [Path(path), *Path(path).glob("*.pkl")]:
+        st = p.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise UserError(f"sweep state {p} is owned by uid {st.st_uid} or writable by others (mode "
+                            f"{st.st_mode & 0o777:o}); resuming would unpickle it, which could run its writer's "
+                            "code. Resume only your own sweeps, or pass another --name")
+
+
 def build_tuner(cfg: SweepConfig, base: TrainConfig, name: str, parent_run_id: str) -> tune.Tuner:
     concurrent = concurrency(cfg, base.workers, ray.cluster_resources())
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=asdict(base), parent_run_id=parent_run_id, sweep_name=name,
                              cluster_share=1.0 / concurrent),
         {"CPU": TRIAL_CPU})
-    path = Path(base.storage) / name
-    if tune.Tuner.can_restore(str(path)):
+    path = f"{storage_uri(base.storage).rstrip('/')}/{name}"  # a URI stays a URI
+    if tune.Tuner.can_restore(path):
+        check_trusted(path)
         print(f"[tune] resuming sweep '{name}' from {path}", flush=True)
-        return tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False)
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
     scheduler = None
     if cfg.scheduler == "asha" and not cfg.seed_list:
         scheduler = tune.schedulers.ASHAScheduler(

@@ -159,8 +159,10 @@ def changed_settings(logged: dict[str, str], params: dict[str, Any]) -> list[str
 
 
 def run_params(cfg: TrainConfig, name: str, manifest: mf.Manifest) -> dict[str, Any]:
-    """A training run's MLflow params: its whole config, its name and the data's counts."""
-    return {**asdict(cfg), "name": name, "num_classes": manifest.num_classes,
+    """A training run's MLflow params: its whole config (paths resolved, so that a resume
+    from another directory compares what they point at), its name and the data's counts."""
+    return {**asdict(cfg), "data": str(resolve_path(cfg.data)), "storage": storage_uri(cfg.storage),
+            "name": name, "num_classes": manifest.num_classes,
             "train_images": manifest.splits["train"].images, "val_images": manifest.splits["val"].images}
 
 
@@ -175,6 +177,12 @@ def check_resume(client: Any, exp_id: str, name: str, params: dict[str, Any]) ->
         raise UserError(f"--name {name} resumes MLflow run {run_id}, which was started with other settings: "
                         f"{'; '.join(changed)}. Rerun with its settings (only {', '.join(sorted(RESUME_MAY_CHANGE))} "
                         "may change), or pass another --name for a new run")
+    storage = str(params.get("storage", ""))
+    logged = client.get_metric_history(run_id, "val_top1_err")
+    if logged and "://" not in storage and not any((Path(storage) / name).glob("checkpoint_*")):
+        raise UserError(f"--name {name} resumes MLflow run {run_id}, which logged {len(logged)} epoch(s), but "
+                        f"{Path(storage) / name} holds no checkpoint to continue from: pass the --storage it was "
+                        "started with, or another --name for a new run")
 
 
 def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,

@@ -6,7 +6,7 @@ from alexnet.model import AlexNet
 from alexnet.optim import build_optimizer, parameter_groups, set_lr
 
 MOMENTUM, DECAY = 0.9, 5e-4
-SCHEDULE = [0.1] * 6 + [0.01] * 6 + [0.001] * 4  # two divisions by 10
+SCHEDULE = [0.01, 0.04, 0.07] + [0.1] * 6 + [0.01] * 6 + [0.001] * 4  # a warm-up, then two divisions by 10
 
 
 def grad_of(w: torch.Tensor, step: int) -> torch.Tensor:

@@ -70,3 +70,19 @@ def test_invalid_sweeps_are_refused(kwargs: dict, message: str) -> None:
 def test_seed_ranges_are_inclusive() -> None:
     assert SweepConfig(seeds="0..6").seed_list == (0, 1, 2, 3, 4, 5, 6)
     assert SweepConfig(seeds="3,5").seed_list == (3, 5)
+
+
+def test_a_sweep_whose_state_others_may_write_is_not_restored(tmp_path: Path) -> None:
+    """Ray Tune restores a sweep by unpickling its files: only the user's own are trusted."""
+    from alexnet.sweep import check_trusted
+
+    folder = tmp_path / "sweep-x"
+    folder.mkdir(mode=0o755)
+    state = folder / "tuner.pkl"
+    state.write_bytes(b"state")
+    state.chmod(0o644)
+    check_trusted(str(folder))
+    state.chmod(0o666)
+    with pytest.raises(UserError, match=r"tuner.pkl is owned by uid .* or writable by others \(mode 666\)"):
+        check_trusted(str(folder))
+    check_trusted(f"s3://bucket/{folder.name}")  # an object store is trusted as configured

@@ -149,6 +149,22 @@ def test_resuming_with_other_settings_names_them(cfg: TrainConfig, data: Path) -
     check_resume(client, exp_id, cfg.name, run_params(faster, cfg.name, manifest))
 
 
+def test_resuming_a_run_whose_checkpoints_are_not_in_storage_is_refused(cfg: TrainConfig, data: Path) -> None:
+    """Epochs logged in MLflow but no checkpoint under --storage (another --storage, or
+    deleted): continuing would train from epoch 0 into the same MLflow run."""
+    manifest, _ = mf.load(data)
+    client = tracking.client()
+    exp_id = tracking.experiment_id(client, cfg.experiment)
+    params = run_params(cfg, cfg.name, manifest)
+    run_id, _ = tracking.start_or_resume_run(client, exp_id, cfg.name, params)
+    check_resume(client, exp_id, cfg.name, params)  # nothing logged yet: a run that died in its first epoch
+    tracking.log_epoch(client, run_id, 0, {"val_top1_err": 50.0})
+    with pytest.raises(UserError, match=f"logged 1 epoch\\(s\\), but .*{cfg.name} holds no checkpoint"):
+        check_resume(client, exp_id, cfg.name, params)
+    (Path(params["storage"]) / cfg.name / "checkpoint_2026-01-01_00-00-00.000000").mkdir(parents=True)
+    check_resume(client, exp_id, cfg.name, params)
+
+
 def test_a_setting_the_old_run_never_logged_is_not_a_difference() -> None:
     logged = {"lr": "0.01", "seed": "0", "epochs": "1"}
     assert changed_settings(logged, {"lr": 0.01, "seed": 0, "epochs": 9, "bias_lr_mult": 2.0}) == []
