@@ -29,7 +29,7 @@ from alexnet import tracking
 from alexnet.config import SweepConfig, TrainConfig
 from alexnet.errors import UserError
 from alexnet.plots import sweep_curves
-from alexnet.trainer import default_name, fit, resolve_path, run_lock, storage_uri
+from alexnet.trainer import changed_settings, default_name, fit, resolve_path, run_lock, storage_uri
 
 PARENT_TAG = tracking.PARENT_TAG
 TRIAL_TAG = "alexnet.trial_id"
@@ -166,10 +166,28 @@ def sweep(cfg: SweepConfig, train: TrainConfig, lock: bool = True) -> SweepOutco
         return _sweep_locked(cfg, train, name)
 
 
+def check_sweep_resume(client: MlflowClient, exp_id: str, name: str, base: TrainConfig) -> None:
+    """Refuse to resume sweep `name` with other training settings, before any trial
+    starts (each unfinished trial would otherwise fail on its own when it resumes). The
+    settings each trial draws (lr, weight decay, seed) and its name are the sweep's, not
+    the user's, and are not compared."""
+    run_id = tracking.find_run(client, exp_id, name)
+    if run_id is None:
+        return
+    logged = {k.removeprefix("train."): v for k, v in client.get_run(run_id).data.params.items()
+              if k.startswith("train.")}
+    drawn = {"lr", "weight_decay", "seed", "name"}
+    changed = changed_settings(logged, {k: v for k, v in asdict(base).items() if k not in drawn})
+    if changed:
+        raise UserError(f"--name {name} resumes sweep run {run_id}, which was started with other training settings: "
+                        f"{'; '.join(changed)}. Rerun with its settings, or pass another --name for a new sweep")
+
+
 def _sweep_locked(cfg: SweepConfig, train: TrainConfig, name: str) -> SweepOutcome:
     base = base_train_config(cfg, train)
     client = tracking.client()
     exp_id = tracking.experiment_id(client, cfg.experiment)
+    check_sweep_resume(client, exp_id, name, base)
     kind = "seeds" if cfg.seed_list else "search"
     params = {**asdict(cfg), "name": name, **{f"train.{k}": v for k, v in asdict(base).items()}}
     parent_run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params, {KIND_TAG: kind})

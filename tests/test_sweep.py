@@ -86,3 +86,17 @@ def test_a_sweep_whose_state_others_may_write_is_not_restored(tmp_path: Path) ->
     with pytest.raises(UserError, match=r"tuner.pkl is owned by uid .* or writable by others \(mode 666\)"):
         check_trusted(str(folder))
     check_trusted(f"s3://bucket/{folder.name}")  # an object store is trusted as configured
+
+
+def test_a_sweep_resumed_with_other_training_settings_is_refused_before_its_trials(tmp_path: Path) -> None:
+    from dataclasses import asdict, replace
+
+    from alexnet.sweep import check_sweep_resume
+
+    client = tracking.client()
+    exp_id = tracking.experiment_id(client, "test-sweep-resume")
+    base = TrainConfig(data=str(tmp_path), batch_size=8, epochs=2)
+    tracking.start_or_resume_run(client, exp_id, "sw", {f"train.{k}": v for k, v in asdict(base).items()})
+    check_sweep_resume(client, exp_id, "sw", replace(base, lr=0.5, seed=7, epochs=3))  # drawn per trial, or allowed
+    with pytest.raises(UserError, match=r"resumes sweep run .* other training settings: batch_size 8 -> 16"):
+        check_sweep_resume(client, exp_id, "sw", replace(base, batch_size=16))
