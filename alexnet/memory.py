@@ -49,8 +49,9 @@ def reuse_freed_memory() -> bool:
 
 
 def keep_network_memory() -> bool:
-    """For every process that runs the network on a CPU (training workers, evaluation,
-    ensemble scoring, prediction): no allocation is ever mapped fresh, whatever its size,
+    """For a process that runs the network on a CPU in its main thread (ensemble scoring,
+    prediction; training workers get `NETWORK_TUNABLES` instead, as their loop runs in a
+    thread of its own): no allocation is ever mapped fresh, whatever its size,
     and freed memory stays on the heap for the next step. The process keeps its peak
     footprint instead of returning it between steps, which is what a training loop
     needs again a moment later anyway."""

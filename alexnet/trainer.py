@@ -18,6 +18,7 @@ from ray.train.torch import TorchTrainer
 
 from alexnet import checkpoint as ckpt
 from alexnet import tracking
+from alexnet.checkpoint import CHECKPOINT_FILE
 from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
 from alexnet.data.pipeline import DataResources, plan_resources, start_epoch_clock, train_dataset
@@ -26,7 +27,7 @@ from alexnet.locks import exclusive_lock
 from alexnet.memory import network_process_env
 from alexnet.model import AlexNet
 from alexnet.plots import training_curves
-from alexnet.worker import CHECKPOINT_FILE, train_func_per_worker
+from alexnet.worker import train_func_per_worker
 
 
 @dataclass
@@ -186,14 +187,16 @@ def check_resume(client: Any, exp_id: str, name: str, params: dict[str, Any]) ->
 
 
 def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,
-        callbacks: list[Any] | None = None, cluster_share: float = 1.0, lock: bool = True) -> TrainOutcome:
+        callbacks: list[Any] | None = None, cluster_share: float = 1.0, lock: bool = True,
+        checked: tuple[Path, mf.Manifest] | None = None) -> TrainOutcome:
     """Train per `cfg` on the connected Ray cluster; resumes a run of the same name.
 
     A Tune trial passes its MLflow parent in `tags`, a `TuneReportCallback` in
     `callbacks`, the share of the cluster each concurrent trial may size itself to, and
     `lock=False`: its sweep's lock covers it, and a trial killed on another node would
-    leave a lock that no later trial there could prove stale."""
-    data_root, manifest = preflight(cfg)
+    leave a lock that no later trial there could prove stale. `checked` is `preflight`'s
+    result where the caller ran it already (it reads every shard's footer)."""
+    data_root, manifest = checked or preflight(cfg)
     name = cfg.name or default_name("alexnet")
     with run_lock(cfg.storage, name, "training run") if lock else nullcontext():
         return _fit_locked(cfg, name, data_root, manifest, tags, callbacks, cluster_share)
@@ -275,9 +278,9 @@ def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,
     if result.checkpoint is not None:
         with result.checkpoint.as_directory() as d:
             state = ckpt.load(os.path.join(d, CHECKPOINT_FILE), f"run {run_id} ('{name}')")
-            client.log_artifacts(run_id, d, "checkpoint")
+            model = ckpt.load_weights(AlexNet(**state["model_args"]), state["model"], f"run {run_id} ('{name}')")
+            client.log_artifacts(run_id, d, "checkpoint")  # only a checkpoint that loads is logged
         checkpoint_dir = result.checkpoint.path
-        model = ckpt.load_weights(AlexNet(**state["model_args"]), state["model"], f"run {run_id} ('{name}')")
         tracking.log_pytorch_model(run_id, model, metadata={
             "input": "float32 NCHW 224x224, RGB in 0-255 minus rgb_mean", "rgb_mean": state.get("rgb_mean")})
         with tempfile.TemporaryDirectory() as tmp:

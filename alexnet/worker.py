@@ -27,7 +27,6 @@ from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
 from alexnet.data.pipeline import DataResources, eval_dataset, set_epoch
 from alexnet.engine import EpochStats, evaluate, train_one_epoch
-from alexnet.memory import keep_network_memory
 from alexnet.metrics import error_percent
 from alexnet.model import AlexNet
 from alexnet.optim import build_optimizer, set_lr
@@ -125,8 +124,8 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
     # would leave a CPU-only run on one core.
     threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // ctx.get_local_world_size())
     torch.set_num_threads(threads)
-    if not on_gpu:
-        keep_network_memory()
+    # On CPU the worker process starts with GLIBC_TUNABLES (trainer.fit's worker_runtime_env):
+    # mallopt from here would not reach this thread's own malloc arena (alexnet/memory.py).
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
     model = build_model(cfg, manifest.num_classes)

@@ -21,11 +21,11 @@ from alexnet.trainer import default_name, fit, preflight, run_lock
 def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(TrainConfig, __doc__, argv, presets=PRESETS)
     print(f"[train] config:\n{cli.describe(cfg)}", flush=True)
-    preflight(cfg)  # bad data or an unreachable tracking server fail before Ray starts
+    checked = preflight(cfg)  # bad data or an unreachable tracking server fail before Ray starts
     cfg = replace(cfg, name=cfg.name or default_name("alexnet"))
     with run_lock(cfg.storage, cfg.name, "training run"):  # a second run of this name is refused before Ray starts
         init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
-        outcome = fit(cfg, lock=False)
+        outcome = fit(cfg, lock=False, checked=checked)
     m = outcome.metrics
     print(f"[train] done. MLflow run {outcome.run_id} ('{outcome.run_name}'): "
           f"val top-1 error {m.get('val_top1_err', float('nan')):.2f}%, "

@@ -107,6 +107,7 @@ def start_epoch_clock() -> tuple[str, ray.actor.ActorHandle]:
 
 
 def set_epoch(clock: str, epoch: int) -> None:
+    """Rank 0 at the start of each epoch: from now on the actors draw `epoch`'s stream."""
     ray.get(ray.get_actor(clock).set.remote(epoch))
 
 
@@ -126,10 +127,10 @@ class ShardAugment(TrainAugment):
 
     def __init__(self, *args, clock: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.clock = clock
+        self.clock = ray.get_actor(clock) if clock else None
 
     def epoch(self) -> int:
-        return ray.get(ray.get_actor(self.clock).get.remote()) if self.clock else 0
+        return ray.get(self.clock.get.remote()) if self.clock is not None else 0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         epoch = self.epoch() if self.seed is not None else 0
