@@ -3,13 +3,15 @@
 decode  : libjpeg-turbo decode of the shards' JPEGs on one core (the ceiling)
 augment : the project's augmentation on one core, in-process (decode, crop, flip, PCA)
 augment_all_cores: the same in one process per core, all at once (what the cores deliver together)
-pipeline: the Ray Data pipeline (actors that read and augment shards, zero-copy torch batches)
+pipeline: the Ray Data pipeline (actors that read and augment shards, zero-copy torch batches),
+          and the same through the iterator training runs (`pipeline.train_batches`)
 baseline: a torch DataLoader with torchvision transforms, per worker process
 model   : training steps of our AlexNet (grouped, ungrouped) and torchvision's alexnet, eager
           and torch.compile'd, and the fraction of the device's bf16 peak they reach
 
 Throughput is steady state: each figure is measured after a warm-up, and the pipeline's
-start-up (time to first batch) is reported on its own.
+start-up (time to first batch) is reported on its own. Only the pipeline needs Ray: the
+rest is imported without it (the GPU check, `jobs/gpu_check.py`, runs where Ray is not).
 """
 
 from __future__ import annotations
@@ -20,22 +22,22 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
-import ray
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from alexnet.data import manifest as mf
 from alexnet.data.augment import CROP, CROP_BYTES, OUTPUT_ROWS, TrainAugment
-from alexnet.data.batches import torch_blocks
 from alexnet.data.images import decode_buffer, decode_jpeg
-from alexnet.data.pipeline import DataResources, train_dataset
 from alexnet.flops import training_flops_per_image
 from alexnet.model import AlexNet
-from alexnet.ray_setup import init_ray
+
+if TYPE_CHECKING:
+    from alexnet.data.pipeline import DataResources
 
 
 def load_jpegs(root: str, manifest: mf.Manifest, limit: int) -> list[bytes]:
@@ -144,6 +146,15 @@ def baseline_per_worker(jpegs: list[bytes], manifest: mf.Manifest, min_seconds: 
 STEADY_BLOCKS = 20
 
 
+# What the training loop's iterator had until 2026-11-29: a local shuffle buffer of this
+# many batches (`iter_torch_batches(local_shuffle_buffer_size=4 * batch)`), over actor
+# calls that sent their rows in the shards' order. The benchmark measures it beside the
+# iterator that replaced it (`pipeline.train_batches`, rows shuffled within each call).
+LOCAL_SHUFFLE_BATCHES = 4
+
+Consumer = Literal["blocks", "iter_torch_batches", "train", "train_local_shuffle"]
+
+
 @dataclass
 class PipelineResult:
     img_per_sec: float
@@ -151,8 +162,11 @@ class PipelineResult:
     images: int
     cpus: float
     cold_img_per_sec: float  # the first execution, while the object store is still being paged in
-    iter_torch_batches_img_per_sec: float  # the same stream through Ray's fixed-size batches
+    iter_torch_batches_img_per_sec: float | None  # the same stream through Ray's batches of OUTPUT_ROWS
     blocks: int  # blocks counted in `img_per_sec`: blocks arriving together make few of them a poor figure
+    train_iter_img_per_sec: float | None = None  # through training's own iterator (`train_batches`)
+    train_iter_local_shuffle_img_per_sec: float | None = None  # through the one it replaced
+    train_batch: int = 0  # the training iterator's batch
 
 
 def repeated(manifest: mf.Manifest, min_images: int) -> mf.Manifest:
@@ -165,13 +179,28 @@ def repeated(manifest: mf.Manifest, min_images: int) -> mf.Manifest:
 
 
 def stream(root: str, manifest: mf.Manifest, res: DataResources, skip: int, count: int,
-           blocks: bool = True) -> tuple[float, float, int, int]:
+           consumer: Consumer = "blocks", train_batch: int = 128,
+           device: torch.device | None = None) -> tuple[float, float, int, int]:
     """One execution of the training pipeline into a consumer that touches every batch:
     (seconds to the first batch, images/sec after the first `skip` images (at least the
-    first batch), images and batches counted). Batches are the blocks themselves (`torch_blocks`) or
-    Ray's `iter_torch_batches` of `OUTPUT_ROWS`."""
-    ds = train_dataset(root, repeated(manifest, skip + count), res, seed=0)
-    batches = torch_blocks(ds) if blocks else ds.iter_torch_batches(batch_size=OUTPUT_ROWS, prefetch_batches=4)
+    first batch), images and batches counted). The consumer takes the blocks themselves
+    (`torch_blocks`, on the host), Ray's `iter_torch_batches` of `OUTPUT_ROWS` (on the
+    host), or the training loop's own iterator (`train_batches`: `train_batch` rows on
+    `device`, the training device), or that iterator as it was before 2026-11-29 (a local
+    shuffle buffer of `LOCAL_SHUFFLE_BATCHES` batches, rows unshuffled by the actors)."""
+    from alexnet.data.batches import torch_blocks
+    from alexnet.data.pipeline import train_batches, train_dataset
+
+    device = device or torch.device("cpu")
+    ds = train_dataset(root, repeated(manifest, skip + count), res, seed=0,
+                       shuffle_rows=consumer != "train_local_shuffle")
+    if consumer == "blocks":
+        batches = torch_blocks(ds)
+    elif consumer == "iter_torch_batches":
+        batches = ds.iter_torch_batches(batch_size=OUTPUT_ROWS, prefetch_batches=4)
+    else:
+        batches = train_batches(ds, train_batch, device,
+                                local_shuffle_batches=LOCAL_SHUFFLE_BATCHES if consumer == "train_local_shuffle" else 0)
     start = time.perf_counter()
     first_batch_s, seen, counted, batches_counted, counting_since = 0.0, 0, 0, 0, 0.0
     for batch in batches:
@@ -185,11 +214,14 @@ def stream(root: str, manifest: mf.Manifest, res: DataResources, skip: int, coun
         seen += n
         if not counting_since and seen >= skip:
             counting_since = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return first_batch_s, counted / (time.perf_counter() - counting_since), counted, batches_counted
 
 
 def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images: int,
-                        warmup_images: int = 0) -> PipelineResult:
+                        warmup_images: int = 0, compare: bool = True, train_batch: int = 128,
+                        device: torch.device | None = None) -> PipelineResult:
     """The Ray Data pipeline on a local Ray limited to `cpus` CPUs, all of them for the
     input (one augmentation actor per CPU, which reads its own shards). With fewer
     CPUs than the machine has, Ray and its workers (and this consumer) are pinned to that
@@ -203,8 +235,15 @@ def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images:
     first execution streams `warmup_images` (0: enough to fill the object store once),
     reported apart with its start-up (`cold_img_per_sec`, `first_batch_s`), and the
     steady rate is counted in a second execution over `min_images` after its own first
-    `warmup_images`. A third execution measures the same stream through
-    `iter_torch_batches`, for comparison."""
+    `warmup_images`. With `compare`, three more executions measure the same stream
+    through `iter_torch_batches` of `OUTPUT_ROWS`, through the training loop's iterator
+    (`train_batch` rows on `device`) and through the one it replaced, each counted the
+    same way, so that their ratios to the headline are taken in one process."""
+    import ray
+
+    from alexnet.data.pipeline import DataResources
+    from alexnet.ray_setup import init_ray
+
     cores = sorted(os.sched_getaffinity(0))
     if cpus < len(cores):  # Ray's processes inherit this: the pipeline really gets `cpus` cores
         os.sched_setaffinity(0, cores[:cpus])
@@ -216,8 +255,15 @@ def pipeline_throughput(root: str, manifest: mf.Manifest, cpus: int, min_images:
         first_batch_s, cold_rate, _, _ = stream(root, manifest, res, 0, warmup_images)
         measured = max(min_images, 2 * OUTPUT_ROWS)
         _, rate, images, blocks = stream(root, manifest, res, warmup_images, measured)
-        _, ray_batches_rate, _, _ = stream(root, manifest, res, warmup_images, measured, blocks=False)
-        return PipelineResult(rate, first_batch_s, images, cpus, cold_rate, ray_batches_rate, blocks)
+        result = PipelineResult(rate, first_batch_s, images, cpus, cold_rate, None, blocks)
+        if compare:
+            def steady(consumer: Consumer) -> float:
+                return stream(root, manifest, res, warmup_images, measured, consumer, train_batch, device)[1]
+            result.iter_torch_batches_img_per_sec = steady("iter_torch_batches")
+            result.train_iter_img_per_sec = steady("train")
+            result.train_iter_local_shuffle_img_per_sec = steady("train_local_shuffle")
+            result.train_batch = train_batch
+        return result
     finally:
         ray.shutdown()
         os.sched_setaffinity(0, cores)

@@ -25,7 +25,7 @@ from alexnet import tracking
 from alexnet.checkpoint import CHECKPOINT_FILE
 from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
-from alexnet.data.pipeline import DataResources, eval_dataset, set_epoch
+from alexnet.data.pipeline import DataResources, eval_dataset, set_epoch, train_batches
 from alexnet.engine import EpochStats, evaluate, train_one_epoch
 from alexnet.metrics import error_percent
 from alexnet.model import AlexNet
@@ -163,9 +163,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
         started = time.perf_counter()
         progress = StepPrinter(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch, cfg.log_every, lr, world,
                                started) if rank == 0 else None
-        batches = train_shard.iter_torch_batches(
-            batch_size=cfg.per_worker_batch, drop_last=True, device=device, prefetch_batches=2,
-            local_shuffle_buffer_size=4 * cfg.per_worker_batch)
+        batches = train_batches(train_shard, cfg.per_worker_batch, device)  # what jobs/bench.py measures
         stats = train_one_epoch(step_model, optimizer, batches, device, mean, amp=cfg.amp and on_gpu,
                                 channels_last=cfg.channels_last and on_gpu, on_step=progress,
                                 read_every=cfg.log_every)

@@ -4,7 +4,9 @@
     python jobs/bench.py --data /data/imagenet-shards --scaling
 
 Prints a table with the ratios augment/decode, pipeline/(augment x CPUs) and
-augment/baseline, and writes every figure to the JSON file. On a GPU the model step runs
+augment/baseline, and writes every figure to the JSON file. The pipeline is also measured
+through the iterator the training loop runs (`--train-batch` rows on the training device:
+the GPU where there is one), beside the headline that takes whole blocks. On a GPU the model step runs
 with bf16 autocast and channels_last, eager and torch.compile'd, and is reported as the
 fraction of the GPU's bf16 peak it reaches (--peak-tflops for GPUs it does not know).
 """
@@ -19,6 +21,7 @@ from typing import Literal
 import torch
 
 from alexnet import bench, cli, flops
+from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
 from alexnet.errors import UserError
 from alexnet.trainer import resolve_path
@@ -36,6 +39,8 @@ class BenchConfig:
     pipeline_warmup: int = field(default=0, metadata={
         "help": "images streamed before counting, per execution (0 = enough to fill the object store once)"})
     scaling: bool = field(default=False, metadata={"help": "repeat the pipeline for 1..N CPUs"})
+    train_batch: int = field(default=TrainConfig().per_worker_batch, metadata={
+        "help": "batch of the training iterator measured (a training worker's: --batch-size / --workers)"})
     model_batch: int = field(default=0, metadata={"help": "batch for the model step (0 = 32 on CPU, 256 on GPU)"})
     model_steps: int = field(default=0, metadata={"help": "timed steps per model (0 = 3 on CPU, 50 on GPU)"})
     compile: Literal["auto", "on", "off"] = field(default="auto", metadata={
@@ -50,6 +55,8 @@ class BenchConfig:
             raise UserError(f"--pipeline-images must be positive, got {self.pipeline_images}")
         if self.peak_tflops < 0:
             raise UserError(f"--peak-tflops must be 0 (look the GPU up) or positive, got {self.peak_tflops}")
+        if self.train_batch < 1:
+            raise UserError(f"--train-batch must be positive, got {self.train_batch}")
         if self.pipeline_warmup < 0:
             raise UserError(f"--pipeline-warmup must be 0 (fill the object store) or more, got {self.pipeline_warmup}")
 
@@ -73,13 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     print("[bench] torchvision DataLoader baseline ...", flush=True)
     r["baseline_per_worker"] = bench.baseline_per_worker(jpegs, manifest, cfg.seconds)
     print(f"[bench] Ray Data pipeline on {cpus} CPUs ...", flush=True)
-    p = bench.pipeline_throughput(str(root), manifest, cpus, cfg.pipeline_images, cfg.pipeline_warmup)
+    p = bench.pipeline_throughput(str(root), manifest, cpus, cfg.pipeline_images, cfg.pipeline_warmup,
+                                  train_batch=cfg.train_batch, device=device)
     r.update(pipeline_img_per_sec=p.img_per_sec, pipeline_cpus=p.cpus, pipeline_first_batch_s=p.first_batch_s,
              pipeline_images=p.images, pipeline_cold_img_per_sec=p.cold_img_per_sec,
-             pipeline_iter_torch_batches_img_per_sec=p.iter_torch_batches_img_per_sec, pipeline_blocks=p.blocks)
-    if cfg.scaling:
+             pipeline_iter_torch_batches_img_per_sec=p.iter_torch_batches_img_per_sec, pipeline_blocks=p.blocks,
+             pipeline_train_iter_img_per_sec=p.train_iter_img_per_sec,
+             pipeline_train_iter_local_shuffle_img_per_sec=p.train_iter_local_shuffle_img_per_sec,
+             train_batch=p.train_batch, train_iter_device=str(device))
+    if cfg.scaling:  # the headline only
         r["scaling"] = {n: asdict(bench.pipeline_throughput(str(root), manifest, n, cfg.pipeline_images,
-                                                            cfg.pipeline_warmup))
+                                                            cfg.pipeline_warmup, compare=False))
                         for n in range(1, cpus + 1)}
     print(f"[bench] model training step on {device} ...", flush=True)
     r.update(model_figures(cfg, device))
@@ -89,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         "augment_over_baseline": r["augment_per_core"] / r["baseline_per_worker"],
         "augment_all_cores_over_augment_x_cpus": r["augment_all_cores"] / (r["augment_per_core"] * cpus),
         "pipeline_over_augment_all_cores": p.img_per_sec / r["augment_all_cores"],
+        "train_iter_over_pipeline": p.train_iter_img_per_sec / p.img_per_sec,
+        "train_iter_local_shuffle_over_pipeline": p.train_iter_local_shuffle_img_per_sec / p.img_per_sec,
+        "train_iter_over_train_iter_local_shuffle": p.train_iter_img_per_sec / p.train_iter_local_shuffle_img_per_sec,
     }
     print_table(r)
     with open(cfg.json, "w") as f:
@@ -137,6 +151,12 @@ def print_table(r: dict) -> None:
          "first execution: object store pages still being zero-filled"),
         ("pipeline_iter_torch_batches", f"{r['pipeline_iter_torch_batches_img_per_sec']:.0f} img/s",
          "same stream through Ray's iter_torch_batches (copies batches)"),
+        ("pipeline_train_iter", f"{r['pipeline_train_iter_img_per_sec']:.0f} img/s",
+         f"{r['ratios']['train_iter_over_pipeline']:.2f} x pipeline; the training loop's iterator "
+         f"(batch {r['train_batch']} on {r['train_iter_device']}, rows shuffled by the actors)"),
+        ("pipeline_train_iter_local_shuffle", f"{r['pipeline_train_iter_local_shuffle_img_per_sec']:.0f} img/s",
+         f"{r['ratios']['train_iter_local_shuffle_over_pipeline']:.2f} x pipeline; the iterator it replaced "
+         f"(local shuffle buffer of {bench.LOCAL_SHUFFLE_BATCHES} batches)"),
     ]
     for key, suffix in (("model_step_img_per_sec", ""), ("model_step_compiled_img_per_sec", "_compiled")):
         for model, rate in (r[key] or {}).items():
@@ -145,7 +165,7 @@ def print_table(r: dict) -> None:
             rows.append((f"model_step[{model}{suffix}]", f"{rate:.1f} img/s",
                          f"{r['device']}, {r['model_train_gflop_per_image'][model]:.2f} GFLOP/img{peak}"))
     for name, value, note in rows:
-        print(f"{name:<28} {value:>14}   {note}")
+        print(f"{name:<34} {value:>14}   {note}")
     if r["pipeline_blocks"] < bench.STEADY_BLOCKS:
         print(f"warning: the pipeline rate counts only {r['pipeline_blocks']} block(s), which the actors "
               "make side by side, so it is not a steady-state figure; raise --pipeline-images", flush=True)

@@ -17,7 +17,8 @@ KEYS = {"decode_per_core", "augment_per_core", "pipeline_img_per_sec", "pipeline
         "pipeline_first_batch_s", "pipeline_cold_img_per_sec", "baseline_per_worker", "model_step_img_per_sec",
         "pipeline_iter_torch_batches_img_per_sec", "augment_all_cores", "device", "ratios",
         "model_step_compiled_img_per_sec", "model_train_gflop_per_image", "bf16_peak_tflops", "model_step_peak_frac",
-        "pipeline_blocks"}
+        "pipeline_blocks", "pipeline_train_iter_img_per_sec", "pipeline_train_iter_local_shuffle_img_per_sec",
+        "train_batch", "train_iter_device"}
 
 
 def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
@@ -25,7 +26,7 @@ def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "jobs/bench.py", "--data", str(tiny_data), "--json", str(out), "--seconds", "0.2",
          "--pipeline-images", "100", "--pipeline-warmup", "100", "--pipeline-cpus", "1",
-         "--model-batch", "2", "--model-steps", "1", "--peak-tflops", "2.5"],
+         "--model-batch", "2", "--model-steps", "1", "--peak-tflops", "2.5", "--train-batch", "16"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
@@ -33,10 +34,14 @@ def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
     assert set(figures["model_step_img_per_sec"]) == {"grouped", "ungrouped", "torchvision"}
     assert set(figures["ratios"]) == {"augment_over_decode", "pipeline_over_augment_x_cpus",
                                       "augment_over_baseline", "augment_all_cores_over_augment_x_cpus",
-                                      "pipeline_over_augment_all_cores"}
+                                      "pipeline_over_augment_all_cores", "train_iter_over_pipeline",
+                                      "train_iter_local_shuffle_over_pipeline",
+                                      "train_iter_over_train_iter_local_shuffle"}
     assert all(v > 0 for v in (figures["decode_per_core"], figures["augment_per_core"],
                                figures["pipeline_img_per_sec"], figures["baseline_per_worker"],
-                               figures["augment_all_cores"]))
+                               figures["augment_all_cores"], figures["pipeline_train_iter_img_per_sec"],
+                               figures["pipeline_train_iter_local_shuffle_img_per_sec"]))
+    assert figures["train_batch"] == 16 and "the training loop's iterator (batch 16 on " in done.stdout
     assert "augment_per_core" in done.stdout and "x decode" in done.stdout
     on_gpu = torch.cuda.is_available()  # the bench's own choice of device
     assert figures["device"] == (torch.cuda.get_device_name() if on_gpu else "cpu")

@@ -6,10 +6,12 @@ pixel), so they travel beside the batch and are applied on the training device d
 normalisation (`alexnet.data.device`). Mirroring on the CPU would cost more than the
 JPEG decode itself (a negative-stride copy); batches stay uint8 until the device.
 
-An actor call takes the JPEGs of a few whole shards (`alexnet.data.pipeline.ShardAugment`)
-and yields its output in batches of `OUTPUT_ROWS` images: as large as a batch can be while
-the allocator still reuses the same heap memory for every batch instead of mapping,
-zero-filling and unmapping fresh pages each time (see `reuse_freed_memory`). Ray Data
+An actor call takes the JPEGs of a few whole shards (`alexnet.data.shards.ShardsAugment`),
+draws every image's crop, flip and offset first (`Draws`), decodes the rows in a seeded
+random order over the call, and yields its output in batches of `OUTPUT_ROWS` images: as
+large as a batch can be while the allocator still reuses the same heap memory for every
+batch instead of mapping, zero-filling and unmapping fresh pages each time (see
+`reuse_freed_memory`). Ray Data
 joins the batches of one call into one block (`pipeline.TRAIN_BLOCK_BYTES`), so Ray's
 fixed cost per block (the driver's bookkeeping, the raylet, object creation) is paid
 once per call. On 2 vCPUs (2026-11-22) 212-row batches delivered 8-15% more images per
@@ -19,7 +21,7 @@ faster than 128.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,11 +51,17 @@ class PCAJitter:
         return (255.0 * (alpha * self.eigval) @ self.eigvec.T).astype(np.float32)
 
 
+def crop_at(img: np.ndarray, origin: Sequence[float], crop: int = CROP) -> np.ndarray:
+    """A view: the `crop` x `crop` window at `origin` (fractions in [0, 1)), every
+    position of this image equally likely for uniform fractions."""
+    h, w = img.shape[:2]
+    y, x = int(origin[0] * (h - crop + 1)), int(origin[1] * (w - crop + 1))
+    return img[y:y + crop, x:x + crop]
+
+
 def random_crop(img: np.ndarray, rng: np.random.Generator, crop: int = CROP) -> np.ndarray:
     """A view: a random `crop` x `crop` window, every position equally likely."""
-    h, w = img.shape[:2]
-    y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-    return img[y:y + crop, x:x + crop]
+    return crop_at(img, rng.random(2), crop)
 
 
 def center_crop(img: np.ndarray, crop: int = CROP) -> np.ndarray:
@@ -62,8 +70,9 @@ def center_crop(img: np.ndarray, crop: int = CROP) -> np.ndarray:
     return img[y:y + crop, x:x + crop]
 
 
-def decode_into(out: np.ndarray, valid: np.ndarray, images: np.ndarray, place) -> None:
-    """Decode each JPEG and copy `place(decoded)` into `out[i]`.
+def decode_into(out: np.ndarray, valid: np.ndarray, images: Sequence,
+                place: Callable[[np.ndarray, int], np.ndarray]) -> None:
+    """Decode each JPEG and copy `place(decoded, i)` into `out[i]`.
 
     A row that fails to decode becomes zeros and is marked invalid instead of raising: the
     training loop leaves it out of the loss and counts it (metric ``bad_images``).
@@ -71,10 +80,30 @@ def decode_into(out: np.ndarray, valid: np.ndarray, images: np.ndarray, place) -
     scratch = decode_buffer()  # every shard image is 256x256
     for i, data in enumerate(images):
         try:
-            out[i] = place(decode_jpeg(data, scratch))
+            out[i] = place(decode_jpeg(data, scratch), i)
         except Exception:  # noqa: BLE001 - corrupt rows are counted downstream
             out[i] = 0
             valid[i] = False
+
+
+@dataclass(frozen=True)
+class Draws:
+    """One presentation's random choices for n images: where each crop starts (as a
+    fraction of the positions the image allows), its PCA offset and its flip bit. Drawn
+    before any image is decoded, so that the rows can then be decoded in any order (an
+    actor call shuffles them) and every row draws the same whether or not another row
+    fails to decode."""
+
+    origin: np.ndarray  # (n, 2) in [0, 1): top, left
+    offset: np.ndarray  # (n, 3) float32, 0-255 units
+    flip: np.ndarray  # (n,) bool
+
+    def __getitem__(self, rows: slice | np.ndarray) -> Draws:
+        return Draws(self.origin[rows], self.offset[rows], self.flip[rows])
+
+    @staticmethod
+    def concat(parts: list[Draws]) -> Draws:
+        return Draws(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("origin", "offset", "flip")))
 
 
 class TrainAugment:
@@ -91,21 +120,31 @@ class TrainAugment:
         self.out_rows = out_rows
         reuse_freed_memory()
 
+    def draw(self, rng: np.random.Generator, n: int) -> Draws:
+        """The random choices for `n` images, from `rng`."""
+        return Draws(rng.random((n, 2)), self.jitter.offsets(rng, n), rng.random(n) < 0.5)
+
     def __call__(self, batch: dict[str, np.ndarray],
                  rng: np.random.Generator | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Augment `batch` with `rng` (default: the actor's own stream)."""
-        rng = self.rng if rng is None else rng
+        draws = self.draw(self.rng if rng is None else rng, len(batch["image"]))
         for start in range(0, len(batch["image"]), self.out_rows):
-            yield self.augment({k: v[start:start + self.out_rows] for k, v in batch.items()}, rng)
+            rows = slice(start, start + self.out_rows)
+            yield self.apply(batch["image"][rows], batch["label"][rows], draws[rows])
 
     def augment(self, batch: dict[str, np.ndarray], rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        rng = self.rng if rng is None else rng
-        n = len(batch["image"])
+        return self.apply(batch["image"], batch["label"], self.draw(self.rng if rng is None else rng,
+                                                                    len(batch["image"])))
+
+    def apply(self, images: Sequence, labels: np.ndarray, draws: Draws) -> dict[str, np.ndarray]:
+        """Decode `images` and cut each one's crop; the batch the device finishes."""
+        n = len(images)
         out = np.empty((n, self.crop, self.crop, 3), np.uint8)
         valid = np.ones(n, bool)
-        decode_into(out, valid, batch["image"], lambda im: random_crop(im, rng, self.crop))
-        return {"image": out, "label": batch["label"].astype(np.int64),
-                "offset": self.jitter.offsets(rng, n), "flip": rng.random(n) < 0.5, "valid": valid}
+        origins = draws.origin.tolist()  # Python floats: no numpy scalar per image
+        decode_into(out, valid, images, lambda im, i: crop_at(im, origins[i], self.crop))
+        return {"image": out, "label": np.asarray(labels).astype(np.int64), "offset": draws.offset,
+                "flip": draws.flip, "valid": valid}
 
 
 def eval_batch(batch: dict[str, np.ndarray], crop: EvalCrop = "center") -> dict[str, np.ndarray]:
@@ -117,6 +156,6 @@ def eval_batch(batch: dict[str, np.ndarray], crop: EvalCrop = "center") -> dict[
     size = CROP if crop == "center" else SHARD_SIZE
     out = np.empty((len(images), size, size, 3), np.uint8)
     valid = np.ones(len(images), bool)
-    place = center_crop if crop == "center" else (lambda im: im)
+    place = (lambda im, _: center_crop(im)) if crop == "center" else (lambda im, _: im)
     decode_into(out, valid, images, place)
     return {"image": out, "label": labels.astype(np.int64), "valid": valid, "index": batch["index"]}

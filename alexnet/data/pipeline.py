@@ -7,21 +7,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs
-import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy, Dataset
 
-from alexnet.data.augment import EvalCrop, TrainAugment, eval_batch
+from alexnet.data.augment import EvalCrop, eval_batch
 from alexnet.data.manifest import Manifest
-from alexnet.seeding import augment_rng
+from alexnet.data.shards import ShardsAugment, read_row_groups
+from alexnet.data.shards import binary_views as binary_views  # its home was here
+
+if TYPE_CHECKING:
+    import torch
+    from ray.data import DataIterator
 
 EVAL_BATCH = 64  # images per evaluation task call
 SHARDS_PER_CALL = 2  # shards each training actor call reads, augments and sends as one block
 CALLS_IN_FLIGHT = 4  # calls queued on (or running in) each training actor
+TRAIN_PREFETCH_BATCHES = 2  # batches the training iterator keeps ready ahead of the step
 TRAIN_BLOCK_BYTES = 512 << 20  # room for a call's crops in one block (~3,500 of 150 KB)
 
 
@@ -46,15 +51,6 @@ def plan_resources(total_cpus: float, reserved_by_workers: float,
     return DataResources(augment_actors=actors, augment_cpus=cpus, read_cpus=0.25 if small else 1.0)
 
 
-def read_row_groups(batch: dict[str, np.ndarray], columns: list[str]) -> Iterator[pa.Table]:
-    """Stream shard files one row group at a time (local paths, NFS, s3://, gs://)."""
-    for path in batch["path"]:
-        fs, file_path = pyarrow.fs.FileSystem.from_uri(path) if "://" in path else (None, path)
-        with pq.ParquetFile(file_path, filesystem=fs) as pf:
-            for i in range(pf.num_row_groups):
-                yield pf.read_row_group(i, columns=columns)
-
-
 def shard_paths_dataset(paths: list[str], shuffle: bool) -> Dataset:
     """One row per shard file. The manifest already lists the shards, so no listing step
     is needed. (Ray Data's ``read_parquet`` lists files in a task that always takes a
@@ -62,22 +58,6 @@ def shard_paths_dataset(paths: list[str], shuffle: bool) -> Dataset:
     pipeline would hang.)"""
     ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
     return ds.randomize_block_order() if shuffle else ds
-
-
-def binary_views(column: pa.ChunkedArray) -> list[memoryview]:
-    """Each value of a binary column as a view of Arrow's own buffer. Turning them into
-    Python bytes (``to_numpy``) copies every JPEG once more and allocates an object per
-    image: ~3 us per image on digits, ~10 on photo-like JPEGs, all of it in the actors.
-    A null value is an empty view, which fails to decode and is counted like any corrupt
-    image."""
-    views: list[memoryview] = []
-    for chunk in column.chunks:
-        _, offsets, data = chunk.buffers()
-        width = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
-        ends = np.frombuffer(offsets, width)[chunk.offset:chunk.offset + len(chunk) + 1].tolist()
-        memory = memoryview(data).cast("B") if data is not None else memoryview(b"")
-        views += [memory[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
-    return views
 
 
 @ray.remote(num_cpus=0)
@@ -111,19 +91,17 @@ def set_epoch(clock: str, epoch: int) -> None:
     ray.get(ray.get_actor(clock).set.remote(epoch))
 
 
-class ShardAugment(TrainAugment):
-    """The training actor: reads each shard it is given and yields its augmented batches.
+class ShardAugment(ShardsAugment):
+    """The training actor: reads each shard it is given and yields its augmented rows, in
+    a seeded random order over the call (`alexnet.data.shards.ShardsAugment`).
 
     Reading in the actor rather than in a read task per shard saves what each Ray task
     costs (scheduling in the driver, the raylet, a worker process, the shard's JPEGs going
     through the object store): on 2 vCPUs (2026-11-23) ~30 us of CPU per image, a quarter
     of the augmentation itself, and 17% more images per second (docs/performance.md).
 
-    With a `seed`, each row group's crops, flips and PCA offsets come from a stream of
-    their own (`alexnet.seeding.augment_rng`: the seed, the epoch on `clock`, the row
-    group's first image), so they differ between epochs and are the same whenever that
-    epoch is run again, whichever actor gets the shard. Without one, each actor draws
-    from fresh OS entropy."""
+    Ray Data builds the actors from the same arguments every epoch, so with a `seed` the
+    actor asks the epoch `clock` which epoch's streams to draw."""
 
     def __init__(self, *args, clock: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -133,11 +111,7 @@ class ShardAugment(TrainAugment):
         return ray.get(self.clock.get.remote()) if self.clock is not None else 0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        epoch = self.epoch() if self.seed is not None else 0
-        for table in read_row_groups(batch, ["image", "label", "index"]):
-            rng = None if self.seed is None else augment_rng(self.seed, epoch, int(table.column("index")[0].as_py()))
-            yield from super().__call__({"image": binary_views(table.column("image")),
-                                         "label": table.column("label").to_numpy()}, rng)
+        yield from self.augment_shards(batch["path"], self.epoch() if self.seed is not None else 0)
 
 
 def shards_per_call(shards: int, actors: int) -> int:
@@ -146,9 +120,10 @@ def shards_per_call(shards: int, actors: int) -> int:
 
 
 def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int | None = None,
-                  clock: str | None = None) -> Dataset:
+                  clock: str | None = None, shuffle_rows: bool = True) -> Dataset:
     """Shards in a new random order each epoch, `SHARDS_PER_CALL` per actor call, each
-    call's crops one block.
+    call's crops one block, its rows in a seeded random order (`shuffle_rows`; off only
+    for the benchmark's comparison with the local shuffle buffer that it replaced).
 
     Ray's cost per block (the driver's bookkeeping, the raylet, creating and sealing the
     object, the streaming generator's report) is fixed, ~9 ms of CPU on 2 vCPUs
@@ -160,13 +135,28 @@ def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int |
     ds = shard_paths_dataset(paths, shuffle=True).map_batches(
         ShardAugment,
         fn_constructor_kwargs={"eigval": manifest.pca_eigval, "eigvec": manifest.pca_eigvec, "seed": seed,
-                              "clock": clock},
+                              "clock": clock, "shuffle": shuffle_rows},
         compute=ActorPoolStrategy(size=res.augment_actors, max_tasks_in_flight_per_actor=CALLS_IN_FLIGHT),
         num_cpus=res.augment_cpus,
         batch_size=shards_per_call(len(paths), res.augment_actors),
     )
     ds.context.target_max_block_size = TRAIN_BLOCK_BYTES
     return ds
+
+
+def train_batches(source: Dataset | DataIterator, batch_size: int, device: torch.device | str = "cpu",
+                  local_shuffle_batches: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+    """The iterator every training worker runs its epoch over, and the one the benchmark
+    measures (`jobs/bench.py`'s `pipeline_train_iter_img_per_sec`): batches of exactly
+    `batch_size` rows on `device`, `TRAIN_PREFETCH_BATCHES` ahead.
+
+    No local shuffle buffer: the actors already send each call's rows in a random order
+    (`alexnet.data.shards`), and a buffer would gather every image into fresh host memory
+    once more. `local_shuffle_batches` brings one of that many batches back, for the
+    benchmark's comparison."""
+    return source.iter_torch_batches(
+        batch_size=batch_size, drop_last=True, device=device, prefetch_batches=TRAIN_PREFETCH_BATCHES,
+        local_shuffle_buffer_size=local_shuffle_batches * batch_size or None)
 
 
 def eval_assignment(paths: list[str], rank: int = 0, world: int = 1) -> tuple[list[str], list[str]]:
