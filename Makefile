@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/digits
 
-.PHONY: install data train tune ensemble test bench bench-photos lint clean clean-runs help cluster-up submit cluster-down cluster-run mlflow-ui
+.PHONY: install data train tune ensemble test bench bench-photos gpu-check gpu-wheels lint clean clean-runs help cluster-up submit cluster-down cluster-run mlflow-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,6 +42,24 @@ data/photos/manifest.json: $(STAMP)
 
 bench-photos: data/photos/manifest.json  ## the same benchmark on photo-like JPEGs (windows of scikit-learn's sample photos)
 	$(PY) jobs/bench.py --data data/photos --json bench-photos.json --scaling
+
+# The GPU check runs where this project's .venv, Ray and MLflow are not, and no package
+# registry is reachable: with the python found there (GPU_PY: .venv's if there is one,
+# else python3), the project from this folder, and simplejpeg from .whl/ when a wheel was
+# brought along (`make gpu-wheels`, run where a registry is reachable); else Pillow decodes.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_PYTHON_VERSION ?= 3.12
+WHEELS := .whl
+
+gpu-wheels:  ## download simplejpeg's wheel for the GPU machine's python (GPU_PYTHON_VERSION=3.12) into .whl/
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: --implementation cp \
+		--python-version $(GPU_PYTHON_VERSION) --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d $(WHEELS) $(shell grep -E '^simplejpeg==' requirements.txt)
+
+gpu-check:  ## on a GPU machine, no Ray or MLflow needed: the GPU figures for docs/performance.md (ARGS="..." adds flags)
+	@if ! $(GPU_PY) -c "import simplejpeg" 2>/dev/null && ls $(WHEELS)/simplejpeg-*.whl >/dev/null 2>&1; then \
+		$(GPU_PY) -m pip install --quiet --no-index --no-deps --target $(WHEELS)/site $(WHEELS)/simplejpeg-*.whl; fi
+	PYTHONPATH="$(CURDIR):$(CURDIR)/$(WHEELS)/site$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) jobs/gpu_check.py $(ARGS)
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q

@@ -1,12 +1,24 @@
-"""Image codecs: Pillow for reading anything once, libjpeg-turbo (simplejpeg) after that."""
+"""Image codecs: Pillow for reading anything once, libjpeg-turbo (simplejpeg) after that.
+
+Where simplejpeg is not installed (a GPU machine given only the project's files, for
+`jobs/gpu_check.py`), JPEGs are decoded and encoded with Pillow instead: the same pixels
+to within a JPEG decoder's rounding, and slower. `JPEG_CODEC` says which is in use; the
+GPU check reports it, and `requirements.txt` always installs simplejpeg.
+"""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
-import simplejpeg
 from PIL import Image
+
+try:
+    import simplejpeg
+except ImportError:  # see the module's docstring
+    simplejpeg = None
+
+JPEG_CODEC = "simplejpeg" if simplejpeg is not None else "pillow"
 
 SHARD_SIZE = 256  # the paper's 256x256 images, which training crops to 224
 
@@ -30,7 +42,22 @@ def load_as_rgb_square(data: bytes, size: int = SHARD_SIZE) -> np.ndarray:
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    if simplejpeg is None:
+        return pillow_encode_jpeg(rgb, quality)
     return simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB")
+
+
+def pillow_encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """`encode_jpeg` where simplejpeg is missing."""
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def pillow_decode_jpeg(data: bytes) -> np.ndarray:
+    """`decode_jpeg` where simplejpeg is missing: a new array per image."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
 
 
 def decode_buffer(nbytes: int = SHARD_SIZE * SHARD_SIZE * 3) -> np.ndarray:
@@ -49,4 +76,6 @@ def decode_buffer(nbytes: int = SHARD_SIZE * SHARD_SIZE * 3) -> np.ndarray:
 def decode_jpeg(data: bytes, buffer: np.ndarray | None = None) -> np.ndarray:
     """Fastest decode the project has: libjpeg-turbo, fast DCT and upsampling. With a
     `buffer` (reused across calls) no new image array is allocated per decode."""
+    if simplejpeg is None:
+        return pillow_decode_jpeg(data)
     return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True, buffer=buffer)
