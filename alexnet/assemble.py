@@ -117,8 +117,8 @@ def assemble(cfg: EnsembleConfig, checked: Checked | None = None) -> EnsembleOut
     if members is None:  # --train: the seed sweep trains them now
         members = load_members(client, cfg, name, checked.classes, data_root)
     ids = [m.run_id for m in members]
-    print(f"[ensemble] {len(members)} member(s): " + ", ".join(f"{m.name} (seed {m.seed})" for m in members),
-          flush=True)
+    print(f"[ensemble] {len(members)} member(s): "
+          + ", ".join(f"{m.name} ({m.arch}, seed {m.seed})" for m in members), flush=True)
 
     started = time.perf_counter()
     ds = score(str(data_root), manifest, members, cfg.merge, cfg.eval_crop, cfg.batch_size, cfg.device)
@@ -139,10 +139,10 @@ def record(client: MlflowClient, cfg: EnsembleConfig, name: str, members: list[m
     errors, the merged predictions, the report and the error-vs-members plot."""
     exp_id = tracking.experiment_id(client, cfg.experiment)
     links = "\n".join(f"- member {i + 1}: [{m.name}](#/experiments/{client.get_run(m.run_id).info.experiment_id}"
-                      f"/runs/{m.run_id}) (seed {m.seed})" for i, m in enumerate(members))
+                      f"/runs/{m.run_id}) ({m.arch}, seed {m.seed})" for i, m in enumerate(members))
     run = client.create_run(exp_id, run_name=name, tags={
         tracking.RUN_NAME_TAG: name, MEMBERS_TAG: ",".join(m.run_id for m in members),
-        "mlflow.note.content": f"Ensemble of {len(members)} AlexNets.\n\n{links}\n\n{report}",
+        "mlflow.note.content": f"Ensemble of {len(members)} networks.\n\n{links}\n\n{report}",
         **{f"alexnet.member_{i + 1}": m.run_id for i, m in enumerate(members)}})
     run_id = run.info.run_id
     now = int(time.time() * 1000)

@@ -95,7 +95,8 @@ def check_weights(model: nn.Module, weights: Mapping[str, Any], label: str) -> N
         why = "trained with an older network layout (classifier indices changed in this version); retrain it"
     else:
         why = "they do not fit the network its model_args describe; retrain it"
-    raise UserError(f"{label}: its weights do not match this version's AlexNet ({detail}): {why}")
+    network = type(getattr(model, "net", model)).__name__  # the network inside a models.ResizeInput
+    raise UserError(f"{label}: its weights do not match this version's {network} ({detail}): {why}")
 
 
 def load_weights(model: nn.Module, weights: Mapping[str, Any], label: str) -> nn.Module:

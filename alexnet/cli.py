@@ -65,10 +65,14 @@ def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
 
 
 def parse(cls: type[T], description: str, argv: list[str] | None = None,
-          presets: dict[str, dict[str, Any]] | None = None, config_file: bool = False) -> T:
+          presets: dict[str, dict[str, Any]] | None = None, config_file: bool = False,
+          by_value: dict[str, dict[str, dict[str, Any]]] | None = None) -> T:
     """Parse argv into `cls`. ``--preset NAME`` (when presets exist) and ``--config
     FILE.yaml`` (when `config_file`) set new defaults, in that order; explicit flags
-    override both. Invalid values exit 2 with a one-line message."""
+    override both. `by_value` maps a setting to defaults per value of it (``{"arch":
+    {"resnet50": {"lr": 0.1, ...}}}``: a network's recipe): whichever value the setting
+    ends up with brings its defaults, under the preset's, the file's and the flags'.
+    Invalid values exit 2 with a one-line message."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(cls, description)
     if presets:
@@ -78,10 +82,19 @@ def parse(cls: type[T], description: str, argv: list[str] | None = None,
         parser.add_argument("--config", default=None, metavar="FILE.yaml",
                             help="defaults from a YAML mapping of flag names to values; flags override it")
     known, _ = parser.parse_known_args(argv)
+    layers = []
     if getattr(known, "preset", None):
-        parser.set_defaults(**presets[known.preset])  # type: ignore[index]
+        layers.append(presets[known.preset])  # type: ignore[index]
     if getattr(known, "config", None):
-        parser.set_defaults(**_yaml_defaults(parser, known.config))
+        layers.append(_yaml_defaults(parser, known.config))
+    for layer in layers:
+        parser.set_defaults(**layer)
+    if by_value:
+        known, _ = parser.parse_known_args(argv)  # the settings' values after presets, file and flags
+        for setting, defaults in by_value.items():
+            parser.set_defaults(**defaults.get(getattr(known, setting), {}))
+        for layer in layers:  # a preset or a file still wins over the value's defaults
+            parser.set_defaults(**layer)
     ns = vars(parser.parse_args(argv))
     ns.pop("preset", None)
     ns.pop("config", None)

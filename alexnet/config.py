@@ -8,6 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from alexnet import models
 from alexnet.errors import UserError
 
 
@@ -49,6 +50,10 @@ def name_checks(flag: str, name: str) -> list[tuple[bool, str]]:
 @dataclass
 class TrainConfig:
     data: str = _f("data/digits", "prepared data directory (from jobs/prepare_data.py)")
+    arch: str = _f("alexnet", f"the network: {', '.join(models.names())}; its paper's recipe sets the defaults "
+                              "of the other settings (docs/architectures.md), which flags and --preset override")
+    input_size: int = _f(0, "side of the network's input: the 224 crops are resized to it on the device (0 = the "
+                            "network's native size: 32 for lenet5, 224 for the others)")
     epochs: int = _f(90, "epochs to train")
     workers: int = _f(1, "Ray Train workers (DDP processes); on GPUs each takes one, so pass the GPU count "
                          "to use them all")
@@ -63,6 +68,7 @@ class TrainConfig:
                              "on the best val top-1 error")
     lr_max_drops: int = _f(3, "plateau: divide the lr at most this many times (the paper: three; 0 = no limit)")
     lr_steps: tuple[int, ...] = _f((30, 60, 80), "step: epochs at which the lr is divided by 10")
+    lr_factor: float = _f(0.1, "what each drop multiplies the lr by (0.1: the paper's division by 10)")
     warmup_epochs: int = _f(0, "epochs of linear lr warm-up from lr/10 (0 = none, the paper)")
     momentum_rule: Literal["paper", "pytorch"] = _f(
         "paper", "paper: the velocity keeps the lr it was built with across lr changes (section 5's equations); "
@@ -70,12 +76,15 @@ class TrainConfig:
     bias_lr_mult: float = _f(2.0, "biases' learning rate as a multiple of the weights' (2: cuda-convnet's and "
                                   "Caffe's AlexNet; the paper's text is silent)")
     bias_decay: bool = _f(False, "apply weight decay to biases too (off: cuda-convnet's and Caffe's AlexNet)")
-    grouped: bool = _f(True, "conv2/4/5 in two groups, the paper's two-GPU split")
+    norm_decay: bool = _f(True, "apply weight decay to normalisation layers' scales (batch norm); their biases "
+                                "follow --bias-decay")
+    grouped: bool = _f(True, "alexnet: conv2/4/5 in two groups, the paper's two-GPU split")
     lrn: Literal["paper", "cuda-convnet"] = _f(
-        "paper", "LRN alpha convention: the paper's formula, or cuda-convnet's alpha/n")
+        "paper", "alexnet, zfnet: LRN alpha convention: the paper's formula, or cuda-convnet's alpha/n")
     bias_init: Literal["paper", "caffe"] = _f(
-        "paper", "biases of conv2/4/5, fc6/7: 1 (paper) or 0.1 (Caffe, trains more reliably)")
-    dropout: float = _f(0.5, "dropout probability on the outputs of fc6 and fc7 (section 4.2)")
+        "paper", "alexnet: biases of conv2/4/5, fc6/7: 1 (paper) or 0.1 (Caffe, trains more reliably)")
+    dropout: float = _f(0.5, "dropout probability on the outputs of fc6 and fc7 (section 4.2; vgg, zfnet alike); "
+                             "googlenet: before its classifier")
     eval_crop: Literal["center", "ten"] = _f("center", "validation: centre 224 crop, or 10 crops averaged")
     seed: int = _f(0, "seed of the run: the initialisation, each rank's and epoch's dropout masks, each "
                       "epoch's crops, flips and colour jitter")
@@ -106,7 +115,12 @@ class TrainConfig:
             (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
             (self.workers < 1 or self.batch_size % self.workers == 0,  # --workers 0 is refused above
              f"--batch-size {self.batch_size} must be divisible by --workers {self.workers}"),
+            (self.arch in models.ARCHS, f"--arch {self.arch!r} is not one of {', '.join(models.names())}"),
+            (self.input_size >= 0, f"--input-size must be non-negative (0 = the network's own), got {self.input_size}"),
+            (not models.input_size_problem(self.arch, self.input_size), models.input_size_problem(self.arch,
+                                                                                                  self.input_size)),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (0 < self.lr_factor < 1, f"--lr-factor must be in (0, 1), got {self.lr_factor}"),
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, f"--weight-decay must be non-negative, got {self.weight_decay}"),
             (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
@@ -150,6 +164,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# --arch NAME starts from the recipe of that network's paper (alexnet's is the defaults
+# above); --preset and explicit flags override it. docs/architectures.md gives the sources.
+ARCH_RECIPES: dict[str, dict[str, Any]] = {name: dict(arch.recipe) for name, arch in models.ARCHS.items()}
+TRAIN_DEFAULTS_BY: dict[str, dict[str, dict[str, Any]]] = {"arch": ARCH_RECIPES}
+
+
 def train_config_for(data: str, preset: str = "", train_args: str = "") -> TrainConfig:
     """The training config that a sweep's trials or an ensemble's members start from:
     a jobs/train.py preset, then jobs/train.py flags, on `data`."""
@@ -163,7 +183,7 @@ def train_config_for(data: str, preset: str = "", train_args: str = "") -> Train
         if preset not in PRESETS:
             raise UserError(f"--train-preset {preset!r} is not one of {sorted(PRESETS)}")
         argv = ["--preset", preset, *argv]
-    return cli.parse(TrainConfig, "--train-args", argv, presets=PRESETS)
+    return cli.parse(TrainConfig, "--train-args", argv, presets=PRESETS, by_value=TRAIN_DEFAULTS_BY)
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -40,13 +40,23 @@ def autocast(device: torch.device, amp: bool):
 
 
 def step_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor,
-              device: torch.device, amp: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              device: torch.device, amp: bool, aux_weight: float = 0.0,
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean loss over the valid rows, summed loss, valid rows), all on the device: nothing
     here waits for the host, so the step runs as one graph (`torch.compile(fullgraph=True)`
-    traces it) and a GPU is never stalled by a read-back."""
+    traces it) and a GPU is never stalled by a read-back.
+
+    A network with auxiliary classifiers (GoogLeNet) returns ``(logits, *aux_logits)`` in
+    training; each auxiliary loss is added at `aux_weight` (its registry entry's)."""
     with autocast(device, amp):
-        logits = model(x)
-    per_image = F.cross_entropy(logits.float(), y, reduction="none") * valid
+        out = model(x)
+    logits, aux = (out[0], out[1:]) if isinstance(out, tuple) else (out, ())
+    if aux and not aux_weight:
+        raise ValueError("the network returns auxiliary logits but no aux_weight was given for their loss")
+    per_image = F.cross_entropy(logits.float(), y, reduction="none")
+    for a in aux:
+        per_image = per_image + aux_weight * F.cross_entropy(a.float(), y, reduction="none")
+    per_image = per_image * valid
     n_valid = valid.sum()
     summed = per_image.sum()
     return summed / n_valid.clamp(min=1), summed.detach(), n_valid
@@ -56,12 +66,12 @@ def train_one_epoch(
     model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
     device: torch.device, mean: torch.Tensor, *, amp: bool = False,
     channels_last: bool = False, on_step: Callable[[int, EpochStats], None] | None = None,
-    read_every: int = 10,
+    read_every: int = 10, aux_weight: float = 0.0,
 ) -> EpochStats:
     """One pass over `batches`. The loss and image counts stay on the device and are read
     every `read_every` steps (then `on_step` sees them, and a loss that is no longer
     finite stops the run) and at the end of the epoch: one host synchronisation per
-    interval instead of several per step."""
+    interval instead of several per step. `aux_weight`: see `step_loss`."""
     model.train()
     stats = EpochStats()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -76,7 +86,7 @@ def train_one_epoch(
         x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         y = batch["label"].to(device, non_blocking=True)
         valid = batch["valid"].to(device, non_blocking=True)
-        loss, summed, n = step_loss(model, x, y, valid, device, amp)
+        loss, summed, n = step_loss(model, x, y, valid, device, amp, aux_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # every rank steps, even on an all-invalid batch, to keep DDP in step
         optimizer.step()

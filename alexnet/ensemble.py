@@ -169,7 +169,8 @@ def write_predictions(preds: pd.DataFrame, path: str | Path) -> Path:
 
 def report_table(members: list[Member], errors: dict[str, Any], merge: Merge, crop: str) -> str:
     """Members, the ensemble and the paper's Table 2 side by side, as Markdown."""
-    rows = [(f"member {i + 1}: {m.name} (seed {m.seed})", *errors["members"][i]) for i, m in enumerate(members)]
+    rows = [(f"member {i + 1}: {m.name} ({m.arch}, seed {m.seed})", *errors["members"][i])
+            for i, m in enumerate(members)]
     how = "probabilities" if merge == "prob" else "logits"
     rows.append((f"**ensemble of {len(members)}** ({how} averaged, {crop} crop)", *errors["prefixes"][-1]))
     rows += [(f"{name} (ILSVRC-2012 val)", top1, top5) for name, top1, top5 in PAPER_TABLE2]

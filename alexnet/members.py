@@ -18,9 +18,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from alexnet import checkpoint as ckpt
+from alexnet import models
 from alexnet.data.manifest import IMAGENET_MEAN
 from alexnet.errors import UserError
-from alexnet.model import AlexNet
 from alexnet.tracking import PARENT_TAG, filter_quote
 
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.pt"
@@ -37,8 +37,14 @@ class Member:
     weights: dict[str, torch.Tensor]
     rgb_mean: list[float]  # of the training set: the network's inputs are centred on it
 
-    def build(self) -> AlexNet:
-        model = AlexNet(**self.model_args)
+    @property
+    def arch(self) -> str:
+        return self.model_args.get("arch", "alexnet")  # checkpoints from before --arch are AlexNets
+
+    def build(self) -> torch.nn.Module:
+        """The member's own network (its checkpoint's `model_args` name it), with its weights:
+        an ensemble may mix networks."""
+        model = models.from_model_args(self.model_args)
         ckpt.load_weights(model, self.weights, f"member {self.run_id} ('{self.name}')")
         return model.eval()
 
@@ -83,9 +89,9 @@ def check_network(state: dict[str, Any], label: str) -> None:
     args = state["model_args"]
     try:
         with torch.device("meta"):
-            model = AlexNet(**args)
+            model = models.from_model_args(args)
     except (TypeError, ValueError) as e:
-        raise UserError(f"{label}: its model_args {args!r} do not describe an AlexNet ({e}); "
+        raise UserError(f"{label}: its model_args {args!r} do not describe a network this version builds ({e}); "
                         "it was not written by jobs/train.py, leave it out") from e
     ckpt.check_weights(model, state["model"], label)
 

@@ -21,15 +21,25 @@ from torch import nn
 MomentumRule = Literal["paper", "pytorch"]
 
 
+# Layers whose weight is a per-channel scale, not a filter: recipes may leave it undecayed.
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
 def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_mult: float,
-                     bias_decay: bool) -> list[dict]:
-    """Weights and biases as two groups, found by parameter name (``*.bias``) so that the
-    same rule holds for any network. Each group keeps its `lr_mult` for `set_lr`."""
-    weights, biases = [], []
+                     bias_decay: bool, norm_decay: bool = True) -> list[dict]:
+    """Weights, normalisation layers' scales and biases as up to three groups, found by
+    parameter name (``*.bias``) and layer type (`NORM_LAYERS`), so that the same rule
+    holds for any network. A network without norm layers (AlexNet) gets exactly two
+    groups, as before they existed, so its optimiser state still loads. Each group keeps
+    its `lr_mult` for `set_lr`."""
+    norm_scales = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
+    weights, norms, biases = [], [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (biases if name.endswith("bias") else weights).append(p)
+            (biases if name.endswith("bias") else norms if id(p) in norm_scales else weights).append(p)
     groups = [{"params": weights, "weight_decay": weight_decay, "lr_mult": 1.0}]
+    if norms:
+        groups.append({"params": norms, "weight_decay": weight_decay if norm_decay else 0.0, "lr_mult": 1.0})
     if biases:
         groups.append({"params": biases, "weight_decay": weight_decay if bias_decay else 0.0,
                        "lr_mult": bias_lr_mult})
@@ -37,8 +47,8 @@ def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_mult: float,
 
 
 def build_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,
-                    bias_lr_mult: float = 1.0, bias_decay: bool = True) -> torch.optim.SGD:
-    groups = parameter_groups(model, weight_decay, bias_lr_mult, bias_decay)
+                    bias_lr_mult: float = 1.0, bias_decay: bool = True, norm_decay: bool = True) -> torch.optim.SGD:
+    groups = parameter_groups(model, weight_decay, bias_lr_mult, bias_decay, norm_decay)
     for g in groups:
         g["lr"] = lr * g["lr_mult"]
     return torch.optim.SGD(groups, lr=lr, momentum=momentum)

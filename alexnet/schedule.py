@@ -1,5 +1,6 @@
 """Learning-rate schedule, per epoch: the paper's "divide by 10 when validation error
-stops improving", or fixed steps as reproductions use, with an optional warm-up."""
+stops improving", or fixed steps as reproductions use, with an optional warm-up. Other
+networks' recipes drop by other factors (GoogLeNet: 4% every 8 epochs)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class LRSchedule:
     max_drops: int = 0  # plateau: most divisions (the paper: three); 0 = no limit
     steps: tuple[int, ...] = ()
     warmup_epochs: int = 0
+    factor: float = FACTOR  # each drop multiplies the lr by this (GoogLeNet's recipe: 0.96)
     divisions: int = 0  # plateau: how often the lr has been divided so far
     best: float = math.inf
     epochs_since_best: int = 0
@@ -24,7 +26,7 @@ class LRSchedule:
     def lr(self, epoch: int) -> float:
         """Learning rate for `epoch` (0-based)."""
         n = self.divisions if self.kind == "plateau" else sum(epoch >= s for s in self.steps)
-        lr = self.base_lr * FACTOR**n
+        lr = self.base_lr * self.factor**n
         if epoch < self.warmup_epochs:  # linear from lr/10 to lr
             lr *= 0.1 + 0.9 * epoch / self.warmup_epochs
         return lr

@@ -150,8 +150,8 @@ def log_epoch(c: MlflowClient, run_id: str, epoch: int, metrics: dict[str, float
 
 
 def log_pytorch_model(run_id: str, model: Any, name: str = "model", metadata: dict | None = None) -> str:
-    """Log `model` (an AlexNet taking float32 NCHW 224x224) as an MLflow PyTorch model of
-    run `run_id`, exported with torch.export ("pt2"), not pickled: loading it runs no code
+    """Log `model` (any registered network: each takes float32 NCHW 224x224) as an MLflow
+    PyTorch model of run `run_id`, exported with torch.export ("pt2"), not pickled: loading it runs no code
     from the file, and MLflow can verify that before it loads (with
     MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false). ``mlflow.pytorch.load_model`` returns the
     exported graph with the trained weights, in eval mode, and needs torch, not this project."""

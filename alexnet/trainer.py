@@ -17,7 +17,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from alexnet import checkpoint as ckpt
-from alexnet import tracking
+from alexnet import models, tracking
 from alexnet.checkpoint import CHECKPOINT_FILE
 from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
@@ -25,7 +25,6 @@ from alexnet.data.pipeline import DataResources, plan_resources, start_epoch_clo
 from alexnet.errors import UserError
 from alexnet.locks import exclusive_lock
 from alexnet.memory import network_process_env
-from alexnet.model import AlexNet
 from alexnet.plots import training_curves
 from alexnet.worker import train_func_per_worker
 
@@ -278,7 +277,8 @@ def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,
     if result.checkpoint is not None:
         with result.checkpoint.as_directory() as d:
             state = ckpt.load(os.path.join(d, CHECKPOINT_FILE), f"run {run_id} ('{name}')")
-            model = ckpt.load_weights(AlexNet(**state["model_args"]), state["model"], f"run {run_id} ('{name}')")
+            model = ckpt.load_weights(models.from_model_args(state["model_args"]), state["model"],
+                                      f"run {run_id} ('{name}')")
             client.log_artifacts(run_id, d, "checkpoint")  # only a checkpoint that loads is logged
         checkpoint_dir = result.checkpoint.path
         tracking.log_pytorch_model(run_id, model, metadata={

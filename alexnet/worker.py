@@ -21,28 +21,40 @@ import torch.distributed as dist
 from mlflow.tracking import MlflowClient
 
 from alexnet import checkpoint as ckpt
-from alexnet import tracking
+from alexnet import models, tracking
 from alexnet.checkpoint import CHECKPOINT_FILE
 from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
 from alexnet.data.pipeline import DataResources, eval_dataset, set_epoch, train_batches
 from alexnet.engine import EpochStats, evaluate, train_one_epoch
 from alexnet.metrics import error_percent
-from alexnet.model import AlexNet
 from alexnet.optim import build_optimizer, set_lr
 from alexnet.schedule import LRSchedule
 from alexnet.seeding import seed_training_step
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> AlexNet:
-    return AlexNet(num_classes, grouped=cfg.grouped, lrn=cfg.lrn, bias_init=cfg.bias_init,
-                   dropout=cfg.dropout)
+def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    """The network of `cfg.arch`, built exactly as a loader rebuilds it from the checkpoint."""
+    return models.from_model_args(model_args(cfg, num_classes))
 
 
 def model_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
-    """What a checkpoint needs to rebuild the network without the training config."""
-    return {"num_classes": num_classes, "grouped": cfg.grouped, "lrn": cfg.lrn,
-            "bias_init": cfg.bias_init, "dropout": cfg.dropout}
+    """What a checkpoint needs to rebuild the network without the training config: its
+    name, classes, input size, and the settings its builder takes (the registry's `options`)."""
+    arch = models.get(cfg.arch)
+    return {"arch": cfg.arch, "num_classes": num_classes, "input_size": cfg.input_size or arch.input_size,
+            **{option: getattr(cfg, option) for option in arch.options}}
+
+
+def build_optimizer_for(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD with `cfg`'s parameter groups (bias and norm-layer rules) for any network."""
+    return build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult, cfg.bias_decay,
+                           cfg.norm_decay)
+
+
+def schedule_for(cfg: TrainConfig) -> LRSchedule:
+    return LRSchedule(cfg.lr, cfg.lr_schedule, patience=cfg.lr_patience, max_drops=cfg.lr_max_drops,
+                      steps=cfg.lr_steps, warmup_epochs=cfg.warmup_epochs, factor=cfg.lr_factor)
 
 
 def save_checkpoint(directory: str, state: dict[str, Any]) -> None:
@@ -129,8 +141,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
     model = build_model(cfg, manifest.num_classes)
-    schedule = LRSchedule(cfg.lr, cfg.lr_schedule, patience=cfg.lr_patience, max_drops=cfg.lr_max_drops,
-                          steps=cfg.lr_steps, warmup_epochs=cfg.warmup_epochs)
+    schedule = schedule_for(cfg)
     state = load_checkpoint(ray.train.get_checkpoint())
     if state is not None:
         ckpt.load_weights(model, state["model"], f"run '{cfg.name}' (its last checkpoint)")
@@ -138,7 +149,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
         model = model.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(model)
     step_model = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model  # shares its parameters
-    optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult, cfg.bias_decay)
+    optimizer = build_optimizer_for(model, cfg)
     start_epoch, history = restore_progress(state, optimizer, schedule)
 
     mlflow_client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
@@ -166,7 +177,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
         batches = train_batches(train_shard, cfg.per_worker_batch, device)  # what jobs/bench.py measures
         stats = train_one_epoch(step_model, optimizer, batches, device, mean, amp=cfg.amp and on_gpu,
                                 channels_last=cfg.channels_last and on_gpu, on_step=progress,
-                                read_every=cfg.log_every)
+                                read_every=cfg.log_every, aux_weight=models.get(cfg.arch).aux_loss_weight)
         epoch_s = time.perf_counter() - started
         counts = evaluate(model.module if hasattr(model, "module") else model,
                           val.iter_torch_batches(batch_size=2 * cfg.per_worker_batch, device=device),

@@ -1,6 +1,8 @@
 """Assemble an ensemble of AlexNets, as the paper's best entry did: train or gather N
 members that differ in their seed, average their predictions on the validation set, and
-record every member's and the ensemble's top-1/top-5 error in one MLflow run.
+record every member's and the ensemble's top-1/top-5 error in one MLflow run. Each member
+is rebuilt from its own checkpoint, so gathered members (--runs, --parent, --tag) may be
+different networks (jobs/train.py --arch).
 
     python jobs/ensemble.py --preset digits                    # make ensemble: train 7, assemble
     python jobs/ensemble.py --train --members 7 --data /data/shards --train-args "--workers 8"

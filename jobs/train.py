@@ -1,11 +1,14 @@
-"""Train the paper's AlexNet with Ray Train (DDP), Ray Data augmentation and MLflow.
+"""Train the paper's AlexNet, or another classic network (--arch), with Ray Train (DDP),
+Ray Data augmentation and MLflow.
 
     python jobs/train.py --preset digits                  # the embedded demo, CPU
+    python jobs/train.py --arch resnet50 --data /data/imagenet-shards --workers 8
     python jobs/train.py --data /data/imagenet-shards --workers 8 --name paper-1
     ray job submit --working-dir . -- python jobs/train.py --data /abs/path ...
 
-Defaults are the paper's recipe. Rerunning with the same --name resumes that run from
-its last epoch checkpoint and continues the same MLflow run.
+Defaults are the paper's recipe; --arch NAME starts from its own paper's recipe instead
+(docs/architectures.md), and flags override either. Rerunning with the same --name
+resumes that run from its last epoch checkpoint and continues the same MLflow run.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from alexnet import cli
-from alexnet.config import PRESETS, TrainConfig
+from alexnet.config import PRESETS, TRAIN_DEFAULTS_BY, TrainConfig
 from alexnet.ray_setup import init_ray
 from alexnet.trainer import default_name, fit, preflight, run_lock
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = cli.parse(TrainConfig, __doc__, argv, presets=PRESETS)
+    cfg = cli.parse(TrainConfig, __doc__, argv, presets=PRESETS, by_value=TRAIN_DEFAULTS_BY)
     print(f"[train] config:\n{cli.describe(cfg)}", flush=True)
     checked = preflight(cfg)  # bad data or an unreachable tracking server fail before Ray starts
     cfg = replace(cfg, name=cfg.name or default_name("alexnet"))

@@ -15,6 +15,7 @@ import ray.train
 import torch
 
 from alexnet import checkpoint as ckpt
+from alexnet import models
 from alexnet.config import TrainConfig
 from alexnet.errors import UserError
 from alexnet.model import AlexNet
@@ -69,7 +70,9 @@ def test_what_training_saves_comes_back_whole_through_weights_only(tmp_path: Pat
     assert back["schedule"]["steps"] == (6, 8) and back["schedule"]["best"] == 61.5
     assert back["epoch"] == 1 and back["rgb_mean"] == state["rgb_mean"]
     assert math.isnan(back["history"][0]["val_top5_err"])
-    rebuilt = ckpt.load_weights(AlexNet(**back["model_args"]), back["model"], "test").eval()
+    assert back["model_args"]["arch"] == "alexnet"
+    rebuilt = ckpt.load_weights(models.from_model_args(back["model_args"]), back["model"], "test").eval()
+    assert isinstance(rebuilt, AlexNet)
     x = torch.rand(2, 3, 224, 224) * 255
     assert torch.equal(rebuilt(x), model(x))
     optimizer = build_optimizer(rebuilt, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult, cfg.bias_decay)
@@ -143,3 +146,19 @@ def test_weights_of_an_older_layout_or_another_network_are_named_not_a_traceback
     assert "other shape" in one_line(e) and "retrain it" in str(e.value)
     with torch.device("meta"):  # the check alone needs no weights
         ckpt.check_weights(AlexNet(3), weights, "run r3")
+
+
+def test_a_checkpoint_from_before_arch_rebuilds_as_the_alexnet_it_is(tmp_path: Path) -> None:
+    """model_args written before networks had names (no `arch`, no `input_size`) are an
+    AlexNet's: every loader (resume, ensemble members, predict, the MLflow model) rebuilds
+    it through `models.from_model_args`, weights and all."""
+    cfg = TrainConfig(bias_init="caffe", grouped=False)
+    model, state = trained_state(cfg)
+    old_args = {k: v for k, v in state["model_args"].items() if k not in ("arch", "input_size")}
+    assert old_args == {"num_classes": 3, "grouped": False, "lrn": "paper", "bias_init": "caffe", "dropout": 0.5}
+    save_checkpoint(str(tmp_path), {**state, "model_args": old_args})
+    back = load_checkpoint(ray.train.Checkpoint.from_directory(str(tmp_path)))
+    rebuilt = ckpt.load_weights(models.from_model_args(back["model_args"]), back["model"], "old run").eval()
+    assert type(rebuilt) is AlexNet
+    x = torch.rand(2, 3, 224, 224) * 255
+    assert torch.equal(rebuilt(x), model(x))

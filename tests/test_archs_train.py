@@ -1,0 +1,119 @@
+"""Every registered network trains an epoch on the real pipeline's batches, and LeNet-5
+(at its own 32x32, resized on the device) trains through `jobs/train.py` itself and is
+assembled into one ensemble with an AlexNet.
+
+The full networks at 224 would take minutes each on 2 CPU cores, so the networks that
+can take a smaller input get `--input-size 32` (the 224 crops resized on the device, as
+LeNet-5's are); AlexNet and ZFNet, whose classifiers need 224, train at 224. The per-network
+test runs the worker's own steps (the network, optimiser and schedule from the recipe,
+`train_one_epoch`, `evaluate`, the checkpoint's state, a member rebuilt from it) over
+batches that the Ray Data pipeline of `jobs/train.py` delivers: one Ray Train run per
+network would cost most of the suite's time budget in worker start-ups and model exports
+(the two-worker DDP path is `tests/test_train.py`'s, on AlexNet).
+"""
+
+import re
+from pathlib import Path
+
+import mlflow.pytorch
+import pandas as pd
+import pytest
+import torch
+from job_loader import load_job
+from mlflow.tracking import MlflowClient
+
+from alexnet import checkpoint as ckpt
+from alexnet import models, tracking
+from alexnet.config import train_config_for
+from alexnet.data import manifest as mf
+from alexnet.data.pipeline import DataResources, eval_dataset, train_dataset
+from alexnet.engine import evaluate, train_one_epoch
+from alexnet.members import Member
+from alexnet.optim import set_lr
+from alexnet.worker import build_model, build_optimizer_for, checkpoint_state, model_args, schedule_for
+
+BATCH = 36  # the 36 training images: an epoch is one step, the cheapest on 2 cores
+JOB_BATCH = 12
+CPU = torch.device("cpu")
+
+
+def small_input(name: str) -> int:
+    """32 where the network takes it; 0 (its own size) where its classifier fixes it."""
+    return 0 if models.get(name).fixed_input else models.MIN_INPUT
+
+
+@pytest.fixture(scope="module")
+def pipeline_batches(ray_session, tiny_data: Path) -> tuple[list, list, torch.Tensor]:
+    """One epoch of the training pipeline's batches (Ray Data actors: crops, flips, PCA
+    jitter) and the validation split's, as the workers of jobs/train.py receive them."""
+    manifest, _ = mf.load(tiny_data)
+    res = DataResources(augment_actors=1, augment_cpus=0.5, read_cpus=0.5)
+    train = list(train_dataset(str(tiny_data), manifest, res, seed=0).iter_torch_batches(
+        batch_size=BATCH, drop_last=True))
+    val = list(eval_dataset(str(tiny_data), manifest, res).iter_torch_batches(batch_size=2 * BATCH))
+    return train, val, torch.tensor(manifest.rgb_mean, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_every_network_trains_an_epoch_and_rebuilds_from_its_checkpoint(name: str, tiny_data: Path,
+                                                                        pipeline_batches) -> None:
+    train, val, mean = pipeline_batches
+    cfg = train_config_for(str(tiny_data), train_args=f"--arch {name} --batch-size {BATCH} --input-size "
+                                                      f"{small_input(name)} --lr 0.001")
+    torch.manual_seed(0)
+    model = build_model(cfg, 3)
+    optimizer, schedule = build_optimizer_for(model, cfg), schedule_for(cfg)
+    set_lr(optimizer, schedule.lr(0), cfg.momentum_rule)
+    before = [p.detach().clone() for p in model.parameters()]
+    stats = train_one_epoch(model, optimizer, train, CPU, mean, aux_weight=models.get(name).aux_loss_weight)
+    assert stats.images == 36 and stats.bad_images == 0
+    assert torch.isfinite(torch.tensor(stats.loss_sum)) and stats.loss_sum > 0
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True) if p.requires_grad)
+    counts = evaluate(model, val, CPU, mean)
+    assert counts[2] == 15  # every validation image scored once
+
+    state = ckpt.plain(checkpoint_state(model, optimizer, schedule, 0, [], cfg, 3, mean.tolist()))
+    assert state["model_args"] == model_args(cfg, 3) and state["model_args"]["arch"] == name
+    member = Member(run_id="r", name=name, seed=0, classes=["a", "b", "c"], model_args=state["model_args"],
+                    weights=state["model"], rgb_mean=mean.tolist())
+    x = torch.rand(2, 3, 224, 224) * 255 - 127  # the pipeline's crops, whatever the network's input
+    with torch.no_grad():
+        assert torch.equal(member.build()(x), model.eval()(x))
+
+
+def test_lenet5_trains_through_the_job_and_joins_an_alexnet_in_one_ensemble(
+        ray_session, trained_ensemble, tiny_data: Path, tiny_src: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    """`python jobs/train.py --arch lenet5` (in this process), then `jobs/ensemble.py` and
+    `jobs/predict.py` over it and an AlexNet member (the shared ensemble's): each member is
+    rebuilt from its own checkpoint, so each scores as its own run did."""
+    name = f"lenet-{tmp_path.name}"
+    assert load_job("train").main(["--arch", "lenet5", "--data", str(tiny_data), "--epochs", "1", "--batch-size",
+                                   str(JOB_BATCH), "--lr", "0.01", "--storage", str(tmp_path / "runs"),
+                                   "--experiment", "test-archs", "--name", name, "--log-every", "1"]) == 0
+    client = MlflowClient(tracking.tracking_uri())
+    lenet = tracking.find_run(client, client.get_experiment_by_name("test-archs").experiment_id, name)
+    run = client.get_run(lenet)
+    assert run.info.status == "FINISHED" and run.data.params["arch"] == "lenet5"
+    assert run.data.params["batch_size"] == str(JOB_BATCH) and run.data.params["lr_factor"] == "0.5"  # its recipe
+    state = ckpt.load(client.download_artifacts(lenet, "checkpoint/checkpoint.pt", str(tmp_path)), lenet)
+    assert state["model_args"] == {"arch": "lenet5", "num_classes": 3, "input_size": 32}
+    exported = mlflow.pytorch.load_model(f"runs:/{lenet}/model")  # the MLflow model takes the 224 crops too
+    assert exported(torch.zeros(2, 3, 224, 224)).shape == (2, 3)
+
+    alexnet = trained_ensemble.member_run_ids[0]
+    capsys.readouterr()
+    assert load_job("ensemble").main(["--data", str(tiny_data), "--runs", f"{lenet},{alexnet}",
+                                      "--experiment", "test-archs"]) == 0
+    out = capsys.readouterr().out
+    assert "(lenet5, seed 0)" in out and "(alexnet, seed 0)" in out
+    ensemble_id = re.search(r"done\. MLflow run (\w+):", out).group(1)
+    ensemble = client.get_run(ensemble_id).data
+    for i, member in enumerate((lenet, alexnet), start=1):
+        logged = client.get_run(member).data.metrics["val_top1_err"]
+        assert ensemble.metrics[f"member_{i}_top1_err"] == pytest.approx(logged)
+
+    preds = tmp_path / "mixed.csv"
+    assert load_job("predict").main(["--run", ensemble_id, "--images", str(tiny_src / "val"),
+                                     "--out", str(preds)]) == 0
+    assert len(pd.read_csv(preds)) == 15
