@@ -90,11 +90,11 @@ def say(line: str) -> None:
     print(f"[gpu-check] {line}", flush=True)
 
 
-def training_model(num_classes: int = 1000, dropout: float | None = None) -> AlexNet:
+def training_model(num_classes: int = 1000, dropout: float | None = None, bias_init: str | None = None) -> AlexNet:
     """The network `jobs/train.py` trains by default (TrainConfig's settings), with
     ImageNet's 1000 outputs whatever the data: the step costs what ImageNet's does."""
     cfg = TrainConfig()
-    return AlexNet(num_classes, grouped=cfg.grouped, lrn=cfg.lrn, bias_init=cfg.bias_init,
+    return AlexNet(num_classes, grouped=cfg.grouped, lrn=cfg.lrn, bias_init=bias_init or cfg.bias_init,
                    dropout=cfg.dropout if dropout is None else dropout)
 
 
@@ -248,11 +248,13 @@ def correctness(plan: Plan, root: Path, manifest: mf.Manifest, mean: torch.Tenso
     """A few steps from the same weights on the same batches, on the CPU in fp32 and on
     the device as training runs there (bf16 autocast, channels_last): the losses agree
     within bf16's tolerance. Dropout is off in both, since each device draws its masks
-    from its own generator."""
+    from its own generator; and the biases start at Caffe's 0.1, whose losses fall
+    steadily, where the paper's 1 makes the second step's loss jump to ~50 (photo-like
+    batches, 2026-11-29), a trajectory that amplifies any rounding."""
     batches = list(itertools.islice(train_loader(root, manifest, plan.correctness_batch, 0, torch.device("cpu")),
                                     plan.correctness_steps))
     torch.manual_seed(0)
-    reference = training_model(dropout=0.0)
+    reference = training_model(dropout=0.0, bias_init="caffe")
     on_device = copy.deepcopy(reference).to(plan.device)
     if plan.on_gpu:
         on_device = on_device.to(memory_format=torch.channels_last)
