@@ -58,7 +58,8 @@ gpu-wheels:  ## download simplejpeg's wheel for the GPU machine's python (GPU_PY
 
 gpu-check:  ## on a GPU machine, no Ray or MLflow needed: the GPU figures for docs/performance.md (ARGS="..." adds flags)
 	@if ! $(GPU_PY) -c "import simplejpeg" 2>/dev/null && ls $(WHEELS)/simplejpeg-*.whl >/dev/null 2>&1; then \
-		$(GPU_PY) -m pip install --quiet --no-index --no-deps --target $(WHEELS)/site $(WHEELS)/simplejpeg-*.whl; fi
+		$(GPU_PY) -m pip install --quiet --no-index --no-deps --target $(WHEELS)/site $(WHEELS)/simplejpeg-*.whl \
+		|| echo "[gpu-check] $(WHEELS)/ holds no simplejpeg wheel for this python: Pillow decodes"; fi
 	PYTHONPATH="$(CURDIR):$(CURDIR)/$(WHEELS)/site$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) jobs/gpu_check.py $(ARGS)
 
 test: $(STAMP)  ## run the test suite
