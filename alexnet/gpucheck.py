@@ -31,6 +31,7 @@ import platform
 import subprocess
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ from alexnet.model import AlexNet
 from alexnet.optim import build_optimizer
 
 EAGER = "eager"
+COMPILE_RESERVE_S = 150  # at least this much of the budget left to start a compile mode
+TAIL_RESERVE_S = 60  # and this much for the loader alone, correctness and the ten-crop evaluation
 LOSS_RTOL, LOSS_ATOL = 0.02, 0.01  # bf16 autocast against fp32: a few steps' losses agree this closely
 # docs/performance.md, photo-like shards on 2 vCPUs (2026-11-23): the Ray Data pipeline
 # delivered 0.91 of what in-process augmentation on the same cores did.
@@ -195,29 +198,46 @@ def step_models(plan: Plan) -> Iterator[tuple[str, torch.nn.Module, torch.nn.Mod
 def train_step_and_end_to_end(plan: Plan, root: Path, manifest: mf.Manifest,
                               mean: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
     """For each mode: the step alone on a resident batch, then the same compiled module
-    fed by the loader (one compilation per mode serves both)."""
+    fed by the loader (one compilation per mode serves both). A compile mode starts only
+    while the budget holds what the last one took (at least `COMPILE_RESERVE_S`) and
+    `TAIL_RESERVE_S` for the sections after it; one that fails is reported, and the
+    others still run."""
     gflop = flops.training_flops_per_image(training_model()) / 1e9
     first = next(train_loader(root, manifest, plan.batch, 0, torch.device("cpu")))
     step: dict[str, Any] = {"gflop_per_image": gflop, "modes": {}}
     e2e: dict[str, Any] = {"modes": {}}
+    needed = COMPILE_RESERVE_S
     for mode, model, step_model in step_models(plan):
-        if mode != EAGER and plan.left_s() < 150:
+        if mode != EAGER and plan.left_s() < needed + TAIL_RESERVE_S:
             step["modes"][mode] = e2e["modes"][mode] = {"skipped": f"{plan.left_s():.0f} s of the budget left"}
             continue
-        say(f"training step alone, {mode} ...")
-        optimizer = optimizer_for(model)
         t0 = time.perf_counter()
-        figures = rate_of(timed_steps(step_model, optimizer, resident(first, plan.device), plan, mean))
-        figures["first_call_s"] = time.perf_counter() - t0 - figures["seconds"]  # warm-up, compilation included
-        if plan.peak_tflops:
-            figures["peak_frac"] = flops.peak_fraction(figures["img_per_sec"], gflop * 1e9, plan.peak_tflops)
-        step["modes"][mode] = figures
-        say(f"training step fed by {plan.loader_workers} CPU augmentation workers, {mode} ...")
-        loader = train_loader(root, manifest, plan.batch, plan.loader_workers, plan.device)
-        e2e["modes"][mode] = rate_of(timed_steps(step_model, optimizer, loader, plan, mean))
-        e2e["modes"][mode]["over_step_alone"] = e2e["modes"][mode]["img_per_sec"] / figures["img_per_sec"]
-        del loader
+        try:
+            step["modes"][mode], e2e["modes"][mode] = step_and_end_to_end(plan, root, manifest, mean, mode, model,
+                                                                          step_model, first, gflop)
+        except Exception as e:  # noqa: BLE001 - one mode's failure must not cost the other figures
+            traceback.print_exc()
+            step["modes"][mode] = e2e["modes"][mode] = {"failed": f"{type(e).__name__}: {e}"[:500]}
+        if mode != EAGER:
+            needed = max(COMPILE_RESERVE_S, time.perf_counter() - t0)
     return step, e2e
+
+
+def step_and_end_to_end(plan: Plan, root: Path, manifest: mf.Manifest, mean: torch.Tensor, mode: str,
+                        model: torch.nn.Module, step_model: torch.nn.Module, first: dict[str, torch.Tensor],
+                        gflop: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    say(f"training step alone, {mode} ...")
+    optimizer = optimizer_for(model)
+    t0 = time.perf_counter()
+    alone = rate_of(timed_steps(step_model, optimizer, resident(first, plan.device), plan, mean))
+    alone["first_call_s"] = time.perf_counter() - t0 - alone["seconds"]  # warm-up, compilation included
+    if plan.peak_tflops:
+        alone["peak_frac"] = flops.peak_fraction(alone["img_per_sec"], gflop * 1e9, plan.peak_tflops)
+    say(f"training step fed by {plan.loader_workers} CPU augmentation workers, {mode} ...")
+    loader = train_loader(root, manifest, plan.batch, plan.loader_workers, plan.device)
+    fed = rate_of(timed_steps(step_model, optimizer, loader, plan, mean))
+    fed["over_step_alone"] = fed["img_per_sec"] / alone["img_per_sec"]
+    return alone, fed
 
 
 def loader_alone(plan: Plan, root: Path, manifest: mf.Manifest) -> dict[str, Any]:
@@ -288,28 +308,56 @@ def ten_crop_eval(plan: Plan, root: Path, manifest: mf.Manifest, mean: torch.Ten
             "ok": images == manifest.splits["val"].images and counts[3] == 0}
 
 
+def attempt(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`fn()`'s figures, or what made it fail: a check run once on a rare machine keeps
+    every other section's figures."""
+    say(f"{name} ...")
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - reported in both outputs, and the job exits 1
+        traceback.print_exc()
+        return {"failed": f"{type(e).__name__}: {e}"[:500]}
+
+
 def run(plan: Plan, write: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Every section in turn; `write` gets the figures so far after each one, so that a
     check stopped by its time limit still leaves what it measured."""
     result: dict[str, Any] = {"environment": environment(plan)}
     root, manifest, result["data"] = make_data(plan)
     mean = torch.tensor(manifest.rgb_mean, dtype=torch.float32, device=plan.device)
-    say(f"CPU augmentation on 1 and {plan.loader_workers} cores ...")
-    result["cpu_augment"] = cpu_augment(plan, root, manifest)
+    result["cpu_augment"] = attempt(f"CPU augmentation on 1 and {plan.loader_workers} cores",
+                                    lambda: cpu_augment(plan, root, manifest))
     result["train_step"], result["end_to_end"] = train_step_and_end_to_end(plan, root, manifest, mean)
-    say("the loader alone ...")
-    result["end_to_end"]["loader_alone"] = loader_alone(plan, root, manifest)
-    result["end_to_end"]["ray_estimate"] = ray_estimate(plan, result)
+    result["end_to_end"]["loader_alone"] = attempt("the loader alone", lambda: loader_alone(plan, root, manifest))
+    result["end_to_end"]["ray_estimate"] = attempt("the Ray estimate", lambda: ray_estimate(plan, result))
     result["gpu_decode"] = {"measured": False, "note": "not measured yet: the GPU-decode input path "
                             "(--decode gpu, torchvision.io.decode_jpeg on the device) does not exist yet"}
     if write is not None:
         write(result)
-    say("correctness: the device's losses against the CPU's ...")
-    result["correctness"] = correctness(plan, root, manifest, mean)
-    say("ten-crop evaluation ...")
-    result["ten_crop_eval"] = ten_crop_eval(plan, root, manifest, mean)
+    result["correctness"] = attempt("correctness: the device's losses against the CPU's",
+                                    lambda: correctness(plan, root, manifest, mean))
+    if write is not None:
+        write(result)
+    result["ten_crop_eval"] = attempt("ten-crop evaluation", lambda: ten_crop_eval(plan, root, manifest, mean))
     result["total_s"] = time.perf_counter() - plan.started
     return result
+
+
+def problems(result: dict[str, Any]) -> list[str]:
+    """What failed or disagreed, by section: the job exits 1 when there is anything."""
+    found = [f"{path}: {value['failed']}" for path, value in _sections(result) if "failed" in value]
+    if result["correctness"].get("agree") is False:
+        found.append("correctness: the device's losses disagree with the CPU's")
+    if result["ten_crop_eval"].get("ok") is False:
+        found.append("ten_crop_eval: not every validation image was scored once")
+    return found
+
+
+def _sections(result: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    for key, value in result.items():
+        if isinstance(value, dict):
+            yield prefix + key, value
+            yield from _sections(value, f"{prefix}{key}.")
 
 
 def ray_estimate(plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
@@ -326,8 +374,13 @@ def _fmt(v: float | None, digits: int = 0) -> str:
     return "-" if v is None else f"{v:,.{digits}f}"
 
 
+def _failed(section: dict[str, Any]) -> str | None:
+    return section.get("failed") or section.get("skipped") and f"skipped: {section['skipped']}"
+
+
 def markdown(r: dict[str, Any]) -> str:
-    """The section for docs/performance.md, every figure from `r`."""
+    """The section for docs/performance.md, every figure from `r`; a section that failed
+    or was skipped says so in its place."""
     env, data = r["environment"], r["data"]
     lines = [f"### {env['device']}, {env['date']} (commit {env['commit']})", "",
              f"`make gpu-check`: Python {env['python']}, torch {env['torch']}, torchvision {env['torchvision']}, "
@@ -338,43 +391,51 @@ def markdown(r: dict[str, Any]) -> str:
              f"bf16 autocast and channels_last on a GPU.", "",
              "| training step alone | img/s | of bf16 peak | first call (warm-up, compile) |", "|---|---|---|---|"]
     for mode, m in r["train_step"]["modes"].items():
-        if "skipped" in m:
-            lines.append(f"| {mode} | skipped: {m['skipped']} | | |")
+        if _failed(m):
+            lines.append(f"| {mode} | {_failed(m)} | | |")
             continue
         frac = m.get("peak_frac")
         lines.append(f"| {mode} | {_fmt(m['img_per_sec'])} | {'-' if frac is None else f'{frac:.1%}'} "
                      f"| {m['first_call_s']:.1f} s |")
     a = r["cpu_augment"]
-    lines += ["", f"CPU augmentation: {_fmt(a['augment_per_core'])} img/s on one core, "
-              f"{_fmt(a['augment_all_cores'])} img/s on {a['cores']} cores at once "
-              f"({a['all_cores_over_per_core_x_cores']:.2f} x one core x {a['cores']}).", "",
-              f"| fed by {env['loader_workers']} CPU augmentation workers | img/s | input_stall_frac "
+    lines.append("")
+    if _failed(a):
+        lines.append(f"CPU augmentation: {_failed(a)}.")
+    else:
+        lines.append(f"CPU augmentation: {_fmt(a['augment_per_core'])} img/s on one core, "
+                     f"{_fmt(a['augment_all_cores'])} img/s on {a['cores']} cores at once "
+                     f"({a['all_cores_over_per_core_x_cores']:.2f} x one core x {a['cores']}).")
+    lines += ["", f"| fed by {env['loader_workers']} CPU augmentation workers | img/s | input_stall_frac "
               "| of the step alone |", "|---|---|---|---|"]
     for mode, m in r["end_to_end"]["modes"].items():
-        if "skipped" in m:
-            lines.append(f"| {mode} | skipped: {m['skipped']} | | |")
+        if _failed(m):
+            lines.append(f"| {mode} | {_failed(m)} | | |")
             continue
         lines.append(f"| {mode} | {_fmt(m['img_per_sec'])} | {m['input_stall_frac']:.1%} "
                      f"| {m['over_step_alone']:.2f} |")
-    e = r["end_to_end"]
-    lines += ["", f"The loader alone (no step): {_fmt(e['loader_alone']['img_per_sec'])} img/s. "
-              f"Through Ray Data instead (estimated: {e['ray_estimate']['pipeline_ratio']:.2f}, the CPU "
-              "benchmark's pipeline / in-process ratio, x the in-process rate on all cores): "
-              f"{_fmt(e['ray_estimate']['input_img_per_sec'])} img/s of input, "
-              f"{_fmt(e['ray_estimate']['end_to_end_img_per_sec'])} img/s end to end.", "",
-              f"GPU decode: {r['gpu_decode']['note']}."]
-    c = r.get("correctness")
-    if c:
-        lines += ["", f"Correctness: losses over {len(c['cpu_losses'])} steps, CPU fp32 "
-                  f"{', '.join(f'{v:.4f}' for v in c['cpu_losses'])}; device "
-                  f"{', '.join(f'{v:.4f}' for v in c['device_losses'])}; max difference {c['max_abs_diff']:.4f} "
-                  f"({'agree' if c['agree'] else 'DO NOT agree'} within {c['rtol']:.0%} + {c['atol']})."]
-    t = r.get("ten_crop_eval")
-    if t:
+    alone, ray = r["end_to_end"]["loader_alone"], r["end_to_end"]["ray_estimate"]
+    lines += ["", f"The loader alone (no step): {_failed(alone) or _fmt(alone['img_per_sec']) + ' img/s'}. "
+              + (f"Through Ray Data instead: {_failed(ray)}." if _failed(ray) else
+                 f"Through Ray Data instead (estimated: {ray['pipeline_ratio']:.2f}, the CPU benchmark's "
+                 "pipeline / in-process ratio, x the in-process rate on all cores): "
+                 f"{_fmt(ray['input_img_per_sec'])} img/s of input, {_fmt(ray['end_to_end_img_per_sec'])} img/s "
+                 "end to end."), "", f"GPU decode: {r['gpu_decode']['note']}.", ""]
+    c = r["correctness"]
+    if _failed(c):
+        lines.append(f"Correctness: {_failed(c)}.")
+    else:
+        lines.append(f"Correctness: losses over {len(c['cpu_losses'])} steps, CPU fp32 "
+                     f"{', '.join(f'{v:.4f}' for v in c['cpu_losses'])}; device "
+                     f"{', '.join(f'{v:.4f}' for v in c['device_losses'])}; max difference "
+                     f"{c['max_abs_diff']:.4f} ({'agree' if c['agree'] else 'DO NOT agree'} within "
+                     f"{c['rtol']:.0%} + {c['atol']}).")
+    t = r["ten_crop_eval"]
+    if _failed(t):
+        lines.append(f"Ten-crop evaluation: {_failed(t)}.")
+    else:
         lines.append(f"Ten-crop evaluation: {t['images']} of {t['expected_images']} validation images scored "
                      f"({t['undecodable']} undecodable), {_fmt(t['img_per_sec'])} img/s, top-1 error "
                      f"{t['top1_err']:.1f}% after {t['trained_steps']} training steps "
                      f"({'ok' if t['ok'] else 'NOT ok'}).")
     lines += ["", f"Total {r.get('total_s', 0):.0f} s.", ""]
     return "\n".join(lines)
-

@@ -9,8 +9,9 @@ channels_last on a GPU) as img/s and as the fraction of the GPU's bf16 peak; the
 augmentation on every core feeding the real training step (img/s end to end and
 input_stall_frac); a few steps' loss on the device against the CPU's; and the ten-crop
 evaluation. Writes every figure to --json and the section for docs/performance.md to
---markdown, and prints both. Exits 1 when the device's losses disagree with the CPU's
-or the evaluation does not score every image once.
+--markdown, and prints both. A section that fails is reported in both and the others
+still run; the job then exits 1, as it does when the device's losses disagree with the
+CPU's or the evaluation does not score every image once.
 """
 
 from __future__ import annotations
@@ -117,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result, indent=2))
     print(text, flush=True)
     print(f"[gpu-check] wrote {cfg.json} and {cfg.markdown}", flush=True)
-    ok = result["correctness"]["agree"] and result["ten_crop_eval"]["ok"]
-    if not ok:
-        print("[gpu-check] FAILED: see correctness and ten_crop_eval above", file=sys.stderr, flush=True)
-    return 0 if ok else 1
+    found = gpucheck.problems(result)
+    for problem in found:
+        print(f"[gpu-check] FAILED: {problem}", file=sys.stderr, flush=True)
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from job_loader import load_job
 
+from alexnet import gpucheck
 from alexnet.data import images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +59,15 @@ def test_the_cpu_smoke_check_runs_every_section_without_ray_mlflow_or_simplejpeg
     # both outputs are printed, and the Markdown says what is not measured
     assert md in done.stdout and '"train_step"' in done.stdout
     assert "| training step alone | img/s |" in md and "not measured yet" in md and "agree within" in md
+    assert gpucheck.problems(r) == []
+    # a section that fails on the GPU machine is reported in its place, and fails the job
+    r["train_step"]["modes"]["default"] = r["end_to_end"]["modes"]["default"] = {"failed": "BackendCompilerFailed: x"}
+    r["correctness"] = {"failed": "RuntimeError: y"}
+    assert gpucheck.problems(r) == ["train_step.modes.default: BackendCompilerFailed: x",
+                                    "end_to_end.modes.default: BackendCompilerFailed: x",
+                                    "correctness: RuntimeError: y"]
+    md = gpucheck.markdown(r)
+    assert "| default | BackendCompilerFailed: x | | |" in md and "Correctness: RuntimeError: y." in md
 
 
 def test_pillows_codec_gives_simplejpegs_pixels() -> None:
