@@ -282,7 +282,8 @@ def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,
             client.log_artifacts(run_id, d, "checkpoint")  # only a checkpoint that loads is logged
         checkpoint_dir = result.checkpoint.path
         tracking.log_pytorch_model(run_id, model, metadata={
-            "input": "float32 NCHW 224x224, RGB in 0-255 minus rgb_mean", "rgb_mean": state.get("rgb_mean")})
+            "input": "float32 NCHW 224x224, RGB in 0-255 minus rgb_mean", "rgb_mean": state.get("rgb_mean"),
+            "arch": state["model_args"].get("arch", "alexnet"), "model_args": state["model_args"]})
         with tempfile.TemporaryDirectory() as tmp:
             png = training_curves(state["history"], Path(tmp) / "training_curves.png", title=name)
             client.log_artifact(run_id, str(png))
