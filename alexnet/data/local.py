@@ -33,8 +33,9 @@ from alexnet.data.images import SHARD_SIZE, encode_jpeg, load_as_rgb_square
 from alexnet.data.layout import SourceImage, find_images
 from alexnet.data.shards import ShardsAugment, read_row_groups
 
-# The same as alexnet/data/prepare.py's (which imports Ray); tests/data/test_local.py
-# checks that they agree and that both write the same rows.
+# The same as alexnet/data/prepare.py's and pipeline.py's (which import Ray):
+# tests/data/test_local.py checks that they agree, and that both preparations write the
+# same rows.
 SHUFFLE_SEED = 0
 PARQUET_ENCODING = {"compression": "none", "use_dictionary": ["wnid"]}
 MIN_IMAGES_FOR_OWN_PCA = 10

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from alexnet.data import local, prepare
+from alexnet.data import local, pipeline, prepare
 from alexnet.data import manifest as mf
 
 
@@ -19,8 +19,8 @@ def rows(root: Path, manifest: mf.Manifest, split: str) -> list[dict]:
 
 def test_prepared_without_ray_the_shards_hold_the_preparation_jobs_rows(tiny_src: Path, tiny_data: Path,
                                                                         tmp_path: Path) -> None:
-    assert (local.SHUFFLE_SEED, local.PARQUET_ENCODING, local.MIN_IMAGES_FOR_OWN_PCA) == (
-        prepare.SHUFFLE_SEED, prepare.PARQUET_ENCODING, prepare.MIN_IMAGES_FOR_OWN_PCA)
+    assert (local.SHUFFLE_SEED, local.PARQUET_ENCODING, local.MIN_IMAGES_FOR_OWN_PCA, local.SHARDS_PER_CALL) == (
+        prepare.SHUFFLE_SEED, prepare.PARQUET_ENCODING, prepare.MIN_IMAGES_FOR_OWN_PCA, pipeline.SHARDS_PER_CALL)
     plain = local.prepare_local(tiny_src, tmp_path / "plain", rows_per_shard=5, processes=1)
     ray_made, _ = mf.load(tiny_data)
     for split in ("train", "val"):
