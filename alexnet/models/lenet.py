@@ -84,7 +84,7 @@ class LeNet5(nn.Module):
     cross-entropy over it is the paper's MAP criterion (its equation 9 without the
     rubbish-class constant j)."""
 
-    def __init__(self, num_classes: int = 10, generator: torch.Generator | None = None) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.c1 = nn.Conv2d(1, 6, 5)
         self.s2 = Subsampling(6)
@@ -95,7 +95,7 @@ class LeNet5(nn.Module):
         # The RBF centres are fixed, not trained: the paper drew them as +-1 bitmaps of each
         # character and notes that random +-1 codes would do; for any number of classes,
         # random +-1 codes are what can be drawn. A buffer, so a checkpoint keeps them.
-        codes = torch.randint(0, 2, (num_classes, 84), generator=generator).float() * 2 - 1
+        codes = torch.randint(0, 2, (num_classes, 84)).float() * 2 - 1
         self.register_buffer("rbf_centres", codes)
         init_lecun(self)
 
