@@ -33,12 +33,14 @@ def bf16_peak_tflops(device_name: str) -> float | None:
     return None
 
 
-def forward_flops_per_image(model: torch.nn.Module, image_size: int = 224) -> int:
-    """FLOPs of one image's forward pass (2 per multiply-add)."""
-    return _flops(model, torch.randn(1, 3, image_size, image_size))
+def forward_flops_per_image(model: torch.nn.Module, image_size: int = 224, device: str | torch.device = "cpu") -> int:
+    """FLOPs of one image's forward pass (2 per multiply-add). `device` is the model's:
+    on "meta" nothing is computed, so even a VGG-19 is counted at once."""
+    return _flops(model, torch.randn(1, 3, image_size, image_size, device=device))
 
 
-def training_flops_per_image(model: torch.nn.Module, image_size: int = 224) -> int:
+def training_flops_per_image(model: torch.nn.Module, image_size: int = 224,
+                             device: str | torch.device = "cpu") -> int:
     """FLOPs of one image's forward and backward pass (the optimiser step is negligible).
 
     Backward computes a weight gradient and an input gradient per layer, each costing what
@@ -51,7 +53,7 @@ def training_flops_per_image(model: torch.nn.Module, image_size: int = 224) -> i
     inputs: list[torch.Tensor] = []
     hook = first.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
     try:
-        forward = _flops(model, torch.randn(1, 3, image_size, image_size))
+        forward = _flops(model, torch.randn(1, 3, image_size, image_size, device=device))
     finally:
         hook.remove()
     return 3 * forward - _flops(first, inputs[0])

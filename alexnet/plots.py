@@ -1,5 +1,6 @@
 """Pictures people would rather look at than read: a run's training curves, a sweep's
-trials side by side, an ensemble's error as members are added."""
+trials side by side, an ensemble's error as members are added, a comparison's variants
+against their training time."""
 
 from __future__ import annotations
 
@@ -58,6 +59,25 @@ def ensemble_curve(prefix_errors: list[list[float]], path: str | Path, title: st
     ax.set_xticks(ks)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def comparison_curves(curves: Mapping[str, tuple[list[float], list[float]]], path: str | Path,
+                      title: str = "") -> Path:
+    """Validation top-1 error against cumulative training time, one line per variant
+    (``{variant: (seconds, errors)}``, a point per epoch): a cheap network that learns
+    slowly per epoch and a costly one that learns fast are compared on what they cost."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for variant, (seconds, errors) in curves.items():
+        ax.plot([s / 60 for s in seconds], errors, marker="o", label=variant)
+    ax.set(xlabel="cumulative training time (min)", ylabel="validation top-1 error (%)",
+           title=title or "comparison")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

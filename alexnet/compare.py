@@ -1,0 +1,394 @@
+"""Several training variants on one dataset, under one budget, recorded as one MLflow
+parent run with a child run per variant (the sweep's nesting).
+
+A variant is a name and a set of `jobs/train.py` flags: ``--arch resnet18`` is one, and
+so would an ablation of AlexNet be (``--lrn none``). Variants train one after another,
+each through `alexnet.trainer.fit` under the name ``<comparison>-<variant>``, so a rerun
+of the comparison resumes an unfinished child where its checkpoint left it and skips a
+finished one. The report (a table and a plot) is built afterwards from the children's
+MLflow runs alone, so it describes what each child logged, whichever process trained it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from alexnet import models, tracking
+from alexnet.config import TrainConfig, _f, name_checks, require, train_config_for
+from alexnet.data import manifest as mf
+from alexnet.errors import UserError
+from alexnet.flops import forward_flops_per_image, training_flops_per_image
+from alexnet.plots import comparison_curves
+from alexnet.trainer import (
+    changed_settings,
+    check_resume,
+    default_name,
+    fit,
+    resolve_path,
+    run_lock,
+    run_params,
+    storage_uri,
+)
+from alexnet.worker import model_args
+
+KIND_TAG = "alexnet.kind"  # "comparison" on the parent run
+VARIANT_TAG = "alexnet.variant"  # the variant's name on each child run
+COST_METRICS = ("num_params", "forward_gflop", "train_gflop")  # logged on each child, at step 0
+
+
+@dataclass
+class CompareConfig:
+    data: str = _f("data/digits", "prepared data directory (from jobs/prepare_data.py)")
+    archs: tuple[str, ...] = _f(tuple(models.names()), "networks to compare, comma-separated; each is the variant "
+                                                       "`--arch NAME` (default: every network: "
+                                                       f"{', '.join(models.names())})")
+    train_preset: str = _f("", "every variant starts from this jobs/train.py preset (default: each network's "
+                               "paper recipe)")
+    train_args: str = _f("", "more jobs/train.py flags for every variant, e.g. \"--batch-size 64\"")
+    variant_args: str = _f("", "flags for single variants, after --train-args: \"NAME: FLAGS; NAME: FLAGS\", "
+                               "e.g. \"lenet5: --batch-size 16 --epochs 8\"")
+    epochs: int = _f(0, "epochs of every variant (0 = each variant's own, from its preset, recipe and flags)")
+    list: bool = _f(False, "print every network's parameters and GFLOP per image at its native input "
+                           "(1000 classes), and train nothing")
+    json: str = _f("", "write that list as JSON to this file (implies --list)")
+    name: str = _f("", "comparison name; rerunning with the same name skips finished variants and resumes "
+                       "unfinished ones (default: a new name)")
+    experiment: str = _f("alexnet-compare", "MLflow experiment of the parent run and its variants")
+    storage: str = _f("runs", "where Ray Train keeps the variants' checkpoints")
+
+    def __post_init__(self) -> None:
+        self.archs = tuple(a.strip() for a in self.archs if a.strip())
+        unknown = [a for a in self.archs if a not in models.ARCHS]
+        per_variant = parse_variant_args(self.variant_args)
+        require([
+            (not unknown, f"--archs: unknown network(s) {', '.join(unknown)}; the networks are "
+                          f"{', '.join(models.names())}"),
+            (self.list or bool(self.json) or bool(self.archs), "--archs names no network to compare"),
+            (len(set(self.archs)) == len(self.archs), f"--archs {','.join(self.archs)} names a network twice"),
+            (not set(per_variant) - set(self.archs),
+             f"--variant-args names {', '.join(sorted(set(per_variant) - set(self.archs)))}, which is not in "
+             f"--archs ({','.join(self.archs)})"),
+            (self.epochs >= 0, f"--epochs must be non-negative (0 = each variant's own), got {self.epochs}"),
+            *name_checks("--name", self.name),
+        ])
+
+
+# What `make compare` runs: five networks that fit 2 CPU cores on the embedded digits,
+# within 30 minutes in all. Every network gets the demo preset's batch 64, lr 0.01 and 2
+# epochs, except LeNet-5, which costs ~1/2000 of AlexNet's FLOPs per image and has no
+# momentum in its recipe: 8 epochs at batch 16 still take it less time than one of
+# AlexNet's.
+COMPARE_PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "data": "data/digits",
+        "archs": ("lenet5", "alexnet", "zfnet", "resnet18", "googlenet"),
+        "train_preset": "digits",
+        "epochs": 0,
+        "train_args": "--epochs 2",
+        "variant_args": "lenet5: --epochs 8 --batch-size 16",
+        "experiment": "alexnet-digits-compare",
+    },
+}
+
+
+def parse_variant_args(text: str) -> dict[str, str]:
+    """"NAME: FLAGS; NAME: FLAGS" -> {NAME: FLAGS} (a name given twice gets both)."""
+    out: dict[str, str] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        name, sep, flags = part.partition(":")
+        if not sep or not name.strip():
+            raise UserError(f"--variant-args {text!r}: expected \"NAME: FLAGS; NAME: FLAGS\"")
+        out[name.strip()] = f"{out.get(name.strip(), '')} {flags.strip()}".strip()
+    return out
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One contender: its child run is ``<comparison>-<name>``; `flags` are jobs/train.py
+    flags, added after the comparison's --train-args (so they win over them)."""
+
+    name: str
+    flags: str
+
+
+def arch_variants(cfg: CompareConfig) -> list[Variant]:
+    extra = parse_variant_args(cfg.variant_args)
+    return [Variant(a, f"--arch {a} {extra.get(a, '')}".strip()) for a in cfg.archs]
+
+
+def variant_config(cfg: CompareConfig, variant: Variant, name: str) -> TrainConfig:
+    """The variant's training config: jobs/train.py's, from the comparison's preset and
+    flags and then the variant's, with the comparison's epochs, experiment and storage."""
+    train = train_config_for(str(resolve_path(cfg.data)), cfg.train_preset, f"{cfg.train_args} {variant.flags}")
+    return replace(train, epochs=cfg.epochs or train.epochs, experiment=cfg.experiment,
+                   storage=storage_uri(cfg.storage), name=f"{name}-{variant.name}")
+
+
+# --- what a network costs --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cost:
+    params: int
+    forward_gflop: float
+    train_gflop: float
+
+
+def network_cost(build: Callable[[], nn.Module], image_size: int) -> Cost:
+    """Counted on the meta device (shapes only: no arithmetic, no memory), so every
+    network is listed in about a second. `params` are the trainable parameters the
+    evaluation forward pass uses: GoogLeNet's auxiliary heads train but never predict,
+    so its count is the published 6,624,904. The training step's FLOPs include them."""
+    with torch.device("meta"):
+        net = build()
+    used: set[nn.Module] = set()
+    hooks = [m.register_forward_hook(lambda m, _args, _out: used.add(m)) for m in net.modules()]
+    try:
+        forward = forward_flops_per_image(net.eval(), image_size, device="meta")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    params = sum(p.numel() for m in used for p in m.parameters(recurse=False) if p.requires_grad)
+    net.train()  # GoogLeNet's auxiliary heads run in training
+    for m in net.modules():  # batch norm counts no FLOPs, and in training refuses a 1x1 map of one image
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    train = training_flops_per_image(net, image_size, device="meta")
+    return Cost(params, forward / 1e9, train / 1e9)
+
+
+def arch_list() -> list[dict[str, Any]]:
+    """Every registered network at 1000 classes and its native input (`--list`)."""
+    rows = []
+    for name in models.names():
+        arch = models.get(name)
+        cost = network_cost(lambda arch=arch: arch.builder(1000), arch.input_size)
+        rows.append({"arch": name, "params": cost.params, "forward_gflop": cost.forward_gflop,
+                     "train_gflop": cost.train_gflop, "input_size": arch.input_size})
+    return rows
+
+
+def arch_list_table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'arch':<18}{'params':>14}{'input':>7}{'GFLOP fwd':>11}{'GFLOP train':>13}"]
+    lines += [f"{r['arch']:<18}{r['params']:>14,}{r['input_size']:>7}{r['forward_gflop']:>11.3f}"
+              f"{r['train_gflop']:>13.3f}" for r in rows]
+    return "\n".join(lines)
+
+
+def write_arch_list(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    Path(path).write_text(json.dumps(rows, indent=2) + "\n")
+    return Path(path)
+
+
+# --- running ----------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """A variant's line in the report, from its MLflow run. `seconds` is the cumulative
+    training time at the end of each epoch; `top1`/`top5` the validation errors (%)."""
+
+    variant: str
+    flags: str
+    status: str  # the child run's (FINISHED, FAILED, KILLED, RUNNING) or NOT_RUN
+    epochs: int
+    params: int
+    forward_gflop: float
+    train_gflop: float
+    img_per_sec: float  # median over the epochs: the first one also pays the pipeline's start
+    input_stall_frac: float  # median over the epochs
+    train_s: float
+    val_top1_err: float
+    val_top5_err: float
+    seconds: list[float]
+    top1: list[float]
+    top5: list[float]
+    run_id: str = ""
+
+
+@dataclass
+class ComparisonOutcome:
+    parent_run_id: str
+    name: str
+    rows: list[Row]
+    failed: list[str]
+
+
+def compare(cfg: CompareConfig, variants: list[Variant], lock: bool = True) -> ComparisonOutcome:
+    """Train (or resume, or skip when finished) every variant on the connected Ray
+    cluster, one after another, then report. Holds the lock on the comparison's name,
+    which covers its children (named after it); `lock=False` where the caller holds it."""
+    name = cfg.name or default_name("compare")
+    configs = [variant_config(cfg, v, name) for v in variants]
+    with run_lock(cfg.storage, name, "comparison") if lock else nullcontext():
+        return _compare_locked(cfg, name, variants, configs)
+
+
+def _compare_locked(cfg: CompareConfig, name: str, variants: list[Variant],
+                    configs: list[TrainConfig]) -> ComparisonOutcome:
+    data_root = resolve_path(cfg.data)
+    manifest, _ = mf.load(data_root)
+    client = tracking.client()
+    exp_id = tracking.experiment_id(client, cfg.experiment)
+    params = {**{k: v for k, v in asdict(cfg).items() if k not in ("list", "json")},
+              "data": str(data_root), "storage": storage_uri(cfg.storage), "name": name,
+              **{f"variant.{v.name}": v.flags for v in variants}}
+    check_comparison_resume(client, exp_id, name, params)
+    for train in configs:  # a changed child is refused before any child trains
+        check_resume(client, exp_id, train.name, run_params(train, train.name, manifest))
+    parent_run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params, {KIND_TAG: "comparison"})
+    print(f"[compare] MLflow parent run {parent_run_id} ({'resumed' if resumed else 'new'}) '{name}' in "
+          f"experiment '{cfg.experiment}' at {client.tracking_uri}", flush=True)
+    failed: list[str] = []
+    try:
+        for i, (variant, train) in enumerate(zip(variants, configs, strict=True), start=1):
+            print(f"[compare] {i}/{len(variants)} {variant.name} ({variant.flags}): {train.epochs} epoch(s) at "
+                  f"batch {train.batch_size}, run '{train.name}'", flush=True)
+            run_id = finished_run(client, exp_id, train)
+            if run_id is not None:
+                print(f"[compare] {variant.name}: run {run_id} has finished its {train.epochs} epoch(s) already; "
+                      "not retrained", flush=True)
+            else:
+                try:
+                    run_id = fit(train, tags={tracking.PARENT_TAG: parent_run_id, VARIANT_TAG: variant.name},
+                                 lock=False, checked=(data_root, manifest)).run_id
+                except UserError:
+                    raise
+                except Exception as e:  # e.g. a diverged loss: the other variants still run
+                    failed.append(variant.name)
+                    reason = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
+                    print(f"[compare] {variant.name} failed ({reason}); going on with the others", flush=True)
+                    continue
+            log_cost(client, run_id, train, manifest.num_classes)
+        rows = report_rows(client, exp_id, variants, configs)
+        record_report(client, parent_run_id, name, rows)
+    except BaseException as e:
+        client.set_terminated(parent_run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    client.set_terminated(parent_run_id, "FAILED" if failed else "FINISHED")
+    return ComparisonOutcome(parent_run_id, name, rows, failed)
+
+
+def check_comparison_resume(client: MlflowClient, exp_id: str, name: str, params: dict[str, Any]) -> None:
+    """A rerun with the same --name must compare the same variants the same way (its
+    params are the first start's); only --epochs may change, which trains every variant
+    further."""
+    run_id = tracking.find_run(client, exp_id, name)
+    if run_id is None:
+        return
+    changed = changed_settings(client.get_run(run_id).data.params, params)
+    if changed:
+        raise UserError(f"--name {name} resumes comparison run {run_id}, which was started with other settings: "
+                        f"{'; '.join(changed)}. Rerun with its settings, or pass another --name")
+
+
+def finished_run(client: MlflowClient, exp_id: str, train: TrainConfig) -> str | None:
+    """The variant's run, if it has finished and logged all its epochs: rerunning `fit`
+    on it would train nothing, but log its model and checkpoint again."""
+    run_id = tracking.find_run(client, exp_id, train.name)
+    if run_id is None or client.get_run(run_id).info.status != "FINISHED":
+        return None
+    return run_id if len(tracking.logged_steps(client, run_id, "val_top1_err")) >= train.epochs else None
+
+
+def log_cost(client: MlflowClient, run_id: str, train: TrainConfig, num_classes: int) -> None:
+    """The network's parameters and GFLOP per image as the variant trains it (its classes,
+    options and input: the pipeline's 224 crops, resized inside a network that takes
+    another size), once per run."""
+    if set(COST_METRICS) <= set(client.get_run(run_id).data.metrics):
+        return
+    args = model_args(train, num_classes)
+    cost = network_cost(lambda: models.from_model_args(args), models.PIPELINE_CROP)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in
+                                      zip(COST_METRICS, (cost.params, cost.forward_gflop, cost.train_gflop),
+                                          strict=True)])
+
+
+# --- the report -------------------------------------------------------------------------
+
+def by_step(client: MlflowClient, run_id: str, key: str) -> list[float]:
+    """The metric's values in epoch order (each epoch is logged once: tracking.log_epoch)."""
+    return [v for _, v in sorted({m.step: m.value for m in client.get_metric_history(run_id, key)}.items())]
+
+
+def report_rows(client: MlflowClient, exp_id: str, variants: list[Variant], configs: list[TrainConfig]) -> list[Row]:
+    rows = []
+    nan = float("nan")
+    for variant, train in zip(variants, configs, strict=True):
+        run_id = tracking.find_run(client, exp_id, train.name)
+        if run_id is None:
+            rows.append(Row(variant.name, variant.flags, "NOT_RUN", 0, 0, nan, nan, nan, nan, 0.0, nan, nan,
+                            [], [], []))
+            continue
+        run = client.get_run(run_id)
+        top1, top5 = by_step(client, run_id, "val_top1_err"), by_step(client, run_id, "val_top5_err")
+        rates, stalls = by_step(client, run_id, "images_per_sec"), by_step(client, run_id, "input_stall_frac")
+        # An epoch trains train_images // batch_size full batches (the pipeline drops the
+        # last partial one); its training time is those images over its measured rate.
+        p = run.data.params
+        per_epoch = int(p["train_images"]) // int(p["batch_size"]) * int(p["batch_size"])
+        seconds = [sum(per_epoch / r for r in rates[:k + 1]) for k in range(len(rates))]
+        m = run.data.metrics
+        rows.append(Row(
+            variant.name, variant.flags, run.info.status, len(top1), int(m.get("num_params", 0)),
+            m.get("forward_gflop", nan), m.get("train_gflop", nan),
+            statistics.median(rates) if rates else nan, statistics.median(stalls) if stalls else nan,
+            seconds[-1] if seconds else 0.0, top1[-1] if top1 else nan, top5[-1] if top5 else nan,
+            seconds, top1, top5, run_id))
+    return rows
+
+
+def _pct(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| variant | flags | status | epochs | params | GFLOP/img fwd | GFLOP/img train | img/s | input stall "
+             "| training time | top-1 % | top-5 % | top-1 % by epoch |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r.variant} | `{r.flags}` | {r.status} | {r.epochs} | {r.params:,} | {r.forward_gflop:.3f} "
+                     f"| {r.train_gflop:.3f} | {r.img_per_sec:.1f} | {r.input_stall_frac:.0%} "
+                     f"| {r.train_s / 60:.1f} min | {r.val_top1_err:.2f} | {r.val_top5_err:.2f} | {_pct(r.top1)} |")
+    return "\n".join(lines)
+
+
+def csv_frame(rows: list[Row]) -> pd.DataFrame:
+    records = []
+    for r in rows:
+        d = asdict(r)
+        for key in ("seconds", "top1", "top5"):
+            d[key] = ";".join(f"{v:.6g}" for v in d[key])  # one cell per variant, epochs in order
+        records.append(d)
+    return pd.DataFrame(records).rename(columns={"seconds": "train_s_by_epoch", "top1": "val_top1_err_by_epoch",
+                                                 "top5": "val_top5_err_by_epoch"})
+
+
+def record_report(client: MlflowClient, parent_run_id: str, name: str, rows: list[Row]) -> None:
+    """The parent's artifacts: the table as Markdown and CSV, and every variant's
+    validation error against its training time; the same table is printed."""
+    table = markdown_table(rows)
+    print(f"[compare] '{name}': training time = each epoch's images over its measured img/s (validation "
+          f"excluded); img/s and input stall are medians over the epochs\n{table}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        md = Path(tmp) / "comparison.md"
+        md.write_text(f"# Comparison '{name}'\n\n{table}\n")
+        csv = Path(tmp) / "comparison.csv"
+        csv_frame(rows).to_csv(csv, index=False)
+        curves = {r.variant: (r.seconds, r.top1) for r in rows if r.top1}
+        png = comparison_curves(curves, Path(tmp) / "comparison_curves.png", name)
+        for path in (md, csv, png):
+            client.log_artifact(parent_run_id, str(path))
