@@ -87,10 +87,10 @@ class CompareConfig:
 
 
 # What `make compare` runs: five networks that fit 2 CPU cores on the embedded digits,
-# within 30 minutes in all. Every network gets the demo preset's batch 64, lr 0.01 and 2
-# epochs, except LeNet-5, which costs ~1/2000 of AlexNet's FLOPs per image and has no
-# momentum in its recipe: 8 epochs at batch 16 still take it less time than one of
-# AlexNet's.
+# within 30 minutes in all (sized from AlexNet's measured 31 img/s and the networks'
+# FLOPs to take about 20: README.md). Every network gets the demo preset's batch 64, lr
+# 0.01 and 2 epochs, except LeNet-5, whose recipe has no momentum and whose FLOPs per
+# image are ~1/2000 of AlexNet's: 8 epochs at batch 16, bound by the input pipeline.
 COMPARE_PRESETS: dict[str, dict[str, Any]] = {
     "digits": {
         "data": "data/digits",
