@@ -60,7 +60,8 @@ class CompareConfig:
     train_args: str = _f("", "more jobs/train.py flags for every variant, e.g. \"--batch-size 64\"")
     variant_args: str = _f("", "flags for single variants, after --train-args: \"NAME: FLAGS; NAME: FLAGS\", "
                                "e.g. \"lenet5: --batch-size 16 --epochs 8\"")
-    epochs: int = _f(0, "epochs of every variant (0 = each variant's own, from its preset, recipe and flags)")
+    epochs: int = _f(0, "epochs of every variant whose --variant-args give no --epochs (0 = each variant's own, "
+                        "from its preset, recipe and --train-args)")
     list: bool = _f(False, "print every network's parameters and GFLOP per image at its native input "
                            "(1000 classes), and train nothing")
     json: str = _f("", "write that list as JSON to this file (implies --list)")
@@ -96,8 +97,7 @@ COMPARE_PRESETS: dict[str, dict[str, Any]] = {
         "data": "data/digits",
         "archs": ("lenet5", "alexnet", "zfnet", "resnet18", "googlenet"),
         "train_preset": "digits",
-        "epochs": 0,
-        "train_args": "--epochs 2",
+        "epochs": 2,
         "variant_args": "lenet5: --epochs 8 --batch-size 16",
         "experiment": "alexnet-digits-compare",
     },
@@ -132,11 +132,13 @@ def arch_variants(cfg: CompareConfig) -> list[Variant]:
 
 
 def variant_config(cfg: CompareConfig, variant: Variant, name: str) -> TrainConfig:
-    """The variant's training config: jobs/train.py's, from the comparison's preset and
-    flags and then the variant's, with the comparison's epochs, experiment and storage."""
-    train = train_config_for(str(resolve_path(cfg.data)), cfg.train_preset, f"{cfg.train_args} {variant.flags}")
-    return replace(train, epochs=cfg.epochs or train.epochs, experiment=cfg.experiment,
-                   storage=storage_uri(cfg.storage), name=f"{name}-{variant.name}")
+    """The variant's training config: jobs/train.py's from the comparison's preset, its
+    --train-args, its --epochs and then the variant's own flags (each later one wins), with
+    the comparison's experiment and storage."""
+    epochs = f"--epochs {cfg.epochs}" if cfg.epochs else ""
+    train = train_config_for(str(resolve_path(cfg.data)), cfg.train_preset,
+                             f"{cfg.train_args} {epochs} {variant.flags}")
+    return replace(train, experiment=cfg.experiment, storage=storage_uri(cfg.storage), name=f"{name}-{variant.name}")
 
 
 # --- what a network costs --------------------------------------------------------------

@@ -55,7 +55,8 @@ def test_variants_take_the_comparison_s_flags_then_their_own() -> None:
     lenet, resnet = (variant_config(cfg, v, "cmp") for v in variants)
     assert (lenet.arch, lenet.epochs, lenet.batch_size, lenet.lr, lenet.name) == ("lenet5", 8, 16, 0.05, "cmp-lenet5")
     assert (resnet.epochs, resnet.batch_size, resnet.weight_decay) == (2, 64, 1e-4)  # preset, flags, its recipe
-    assert variant_config(replace(cfg, epochs=3), variants[0], "cmp").epochs == 3  # --epochs: every variant's
+    # --epochs wins over --train-args, and a variant's own flags over --epochs
+    assert [variant_config(replace(cfg, epochs=3), v, "cmp").epochs for v in variants] == [8, 3]
     assert lenet.experiment == resnet.experiment == cfg.experiment
 
 
