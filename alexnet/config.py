@@ -215,7 +215,10 @@ class SweepConfig:
     weight_decay_grid: tuple[float, ...] = _f((), "search these weight decays (a grid) instead of the range")
     seeds: str = _f("", "seed mode: train the fixed training config once per seed, e.g. 0..6 or 0,3,5; "
                         "no early stopping (how ensemble members are trained)")
-    scheduler: Literal["asha", "fifo"] = _f("asha", "asha: stop weak trials early on val_top1_err; fifo: never")
+    scheduler: Literal["asha", "fifo"] = _f("asha", "asha: stop weak trials early on --metric; fifo: never")
+    metric: Literal["val_top1_err", "val_loss"] = _f(
+        "val_top1_err", "what ASHA compares and the best trial is chosen by: val_top1_err (the paper's) or "
+                        "val_loss (finer: top-1 error ties on a small validation set, and ASHA never stops a tie)")
     grace_period: int = _f(1, "ASHA: epochs every trial runs before it may be stopped")
     reduction_factor: float = _f(2.0, "ASHA: keep the best 1/N of the trials at each rung")
     name: str = _f("", "sweep name; rerunning with the same name resumes the sweep (default: a new name)")

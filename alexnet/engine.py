@@ -133,14 +133,18 @@ def predict(model: nn.Module, batch: Batch, device: torch.device, mean: torch.Te
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device,
              mean: torch.Tensor, *, amp: bool = False, channels_last: bool = False) -> torch.Tensor:
-    """Counts [top-1 correct, top-5 correct, images, undecodable] over this rank's rows.
-    Undecodable images count as errors: the denominator is the whole validation set."""
+    """Sums [top-1 correct, top-5 correct, images, undecodable, loss] over this rank's rows.
+    Undecodable images count as errors: the denominator is the whole validation set. The
+    loss is the cross-entropy of the (crop-averaged) probabilities over the decoded
+    images: unlike the error, it does not tie on a small validation set."""
     model.eval()
-    counts = torch.zeros(4, dtype=torch.float64, device=device)  # read once, at the end
+    counts = torch.zeros(5, dtype=torch.float64, device=device)  # read once, at the end
     for batch in batches:
         probs = predict(model, batch, device, mean, amp=amp, channels_last=channels_last)
-        valid = batch["valid"].to(device)
-        counts[:2] += topk_correct(probs, batch["label"].to(device), mask=valid)
+        valid, label = batch["valid"].to(device), batch["label"].to(device)
+        counts[:2] += topk_correct(probs, label, mask=valid)
         counts[2] += len(valid)
         counts[3] += (~valid).sum()
+        picked = probs.gather(1, label.view(-1, 1)).squeeze(1).double()
+        counts[4] += torch.where(valid, -picked.clamp_min(1e-300).log(), 0.0).sum()
     return counts.cpu()

@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Collection
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -43,10 +44,11 @@ class TrialOutcome:
     lr: float
     weight_decay: float
     seed: int
-    status: str  # FINISHED, STOPPED (by ASHA), FAILED or NOT_RUN
+    status: str  # FINISHED, STOPPED (by ASHA), FAILED, UNFINISHED (the sweep was interrupted) or NOT_RUN
     epochs: int
     val_top1_err: float
     val_top5_err: float
+    val_loss: float
     checkpoint: str | None
     run_id: str | None
     error: str = ""
@@ -58,6 +60,7 @@ class SweepOutcome:
     name: str
     trials: list[TrialOutcome]
     best: TrialOutcome | None
+    interrupted: bool = False  # Ctrl-C: unfinished trials go on when the sweep is rerun
 
 
 def base_train_config(cfg: SweepConfig, train: TrainConfig) -> TrainConfig:
@@ -148,7 +151,7 @@ def build_tuner(cfg: SweepConfig, base: TrainConfig, name: str, parent_run_id: s
     return tune.Tuner(
         trainable,
         param_space=search_space(cfg, base),
-        tune_config=tune.TuneConfig(metric="val_top1_err", mode="min", scheduler=scheduler,
+        tune_config=tune.TuneConfig(metric=cfg.metric, mode="min", scheduler=scheduler,
                                     num_samples=1 if cfg.seed_list else cfg.num_samples,
                                     max_concurrent_trials=concurrent,
                                     trial_dirname_creator=lambda trial: trial.trial_id),
@@ -166,18 +169,20 @@ def sweep(cfg: SweepConfig, train: TrainConfig, lock: bool = True) -> SweepOutco
         return _sweep_locked(cfg, train, name)
 
 
-def check_sweep_resume(client: MlflowClient, exp_id: str, name: str, base: TrainConfig) -> None:
-    """Refuse to resume sweep `name` with other training settings, before any trial
-    starts (each unfinished trial would otherwise fail on its own when it resumes). The
-    settings each trial draws (lr, weight decay, seed) and its name are the sweep's, not
-    the user's, and are not compared."""
+def check_sweep_resume(client: MlflowClient, exp_id: str, name: str, cfg: SweepConfig, base: TrainConfig) -> None:
+    """Refuse to resume sweep `name` with other training settings or another --metric,
+    before any trial starts (each unfinished trial would otherwise fail on its own when it
+    resumes, and Tune restores its scheduler as it was). The settings each trial draws (lr,
+    weight decay, seed) and its name are the sweep's, not the user's, and are not compared."""
     run_id = tracking.find_run(client, exp_id, name)
     if run_id is None:
         return
-    logged = {k.removeprefix("train."): v for k, v in client.get_run(run_id).data.params.items()
-              if k.startswith("train.")}
+    params = client.get_run(run_id).data.params
+    logged = {k.removeprefix("train."): v for k, v in params.items() if k.startswith("train.")}
     drawn = {"lr", "weight_decay", "seed", "name"}
     changed = changed_settings(logged, {k: v for k, v in asdict(base).items() if k not in drawn})
+    if "metric" in params and params["metric"] != cfg.metric:
+        changed.append(f"--metric {params['metric']} -> {cfg.metric}")
     if changed:
         raise UserError(f"--name {name} resumes sweep run {run_id}, which was started with other training settings: "
                         f"{'; '.join(changed)}. Rerun with its settings, or pass another --name for a new sweep")
@@ -187,7 +192,7 @@ def _sweep_locked(cfg: SweepConfig, train: TrainConfig, name: str) -> SweepOutco
     base = base_train_config(cfg, train)
     client = tracking.client()
     exp_id = tracking.experiment_id(client, cfg.experiment)
-    check_sweep_resume(client, exp_id, name, base)
+    check_sweep_resume(client, exp_id, name, cfg, base)
     kind = "seeds" if cfg.seed_list else "search"
     params = {**asdict(cfg), "name": name, **{f"train.{k}": v for k, v in asdict(base).items()}}
     parent_run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params, {KIND_TAG: kind})
@@ -198,31 +203,49 @@ def _sweep_locked(cfg: SweepConfig, train: TrainConfig, name: str) -> SweepOutco
     except BaseException:
         client.set_terminated(parent_run_id, "FAILED")
         raise
-    trials = [trial_outcome(r, base.epochs) for r in grid]
+    unfinished = unfinished_trials(grid)
+    trials = [trial_outcome(r, base.epochs, unfinished) for r in grid]
     attach_runs(client, exp_id, parent_run_id, trials)
-    best = min((t for t in trials if t.status in ("FINISHED", "STOPPED") and math.isfinite(t.val_top1_err)),
-               key=lambda t: t.val_top1_err, default=None)
+    if unfinished:  # Ctrl-C: Tune saved its state; the best is chosen when every trial is done
+        print(f"[tune] sweep '{name}' was interrupted with {len(unfinished)} trial(s) unfinished:\n"
+              f"{trials_table(trials)}\n[tune] rerun the same command (--name {name}) to resume them", flush=True)
+        client.set_terminated(parent_run_id, "KILLED")
+        return SweepOutcome(parent_run_id, name, trials, None, interrupted=True)
+    best = min((t for t in trials if t.status in ("FINISHED", "STOPPED") and math.isfinite(getattr(t, cfg.metric))),
+               key=lambda t: getattr(t, cfg.metric), default=None)
     record_sweep(client, parent_run_id, name, trials, best, grid)
     client.set_terminated(parent_run_id, "FINISHED" if best is not None else "FAILED")
     return SweepOutcome(parent_run_id, name, trials, best)
 
 
-def trial_outcome(result: Any, epochs: int) -> TrialOutcome:
+def unfinished_trials(grid: tune.ResultGrid) -> set[str]:
+    """The ids of the trials a stopped sweep left to do: only Ctrl-C (or SIGUSR1) leaves
+    any. Read from the state Tune saved, where they are still pending: in memory Tune marks
+    them terminated as it shuts down, like the finished ones and those ASHA stopped."""
+    analysis = tune.ExperimentAnalysis(grid.experiment_path, storage_filesystem=grid.filesystem)
+    return {t.trial_id for t in analysis.trials if t.status not in ("TERMINATED", "ERROR")}
+
+
+def trial_outcome(result: Any, epochs: int, unfinished: Collection[str] = ()) -> TrialOutcome:
     config, metrics = result.config or {}, result.metrics or {}
     done = int(metrics.get("epoch", 0))
+    trial_id = Path(result.path).name  # see trial_dirname_creator in build_tuner
     if result.error is not None:
         status = "FAILED"
+    elif trial_id in unfinished:
+        status = "UNFINISHED"
     elif not metrics:
         status = "NOT_RUN"
     else:
         status = "FINISHED" if done >= epochs else "STOPPED"
     error = str(result.error).strip().splitlines()[-1][:500] if result.error is not None else ""
     return TrialOutcome(
-        trial_id=Path(result.path).name,  # see trial_dirname_creator in build_tuner
+        trial_id=trial_id,
         lr=float(config.get("lr", float("nan"))), weight_decay=float(config.get("weight_decay", float("nan"))),
         seed=int(config.get("seed", -1)), status=status, epochs=done,
         val_top1_err=float(metrics.get("val_top1_err", float("nan"))),
         val_top5_err=float(metrics.get("val_top5_err", float("nan"))),
+        val_loss=float(metrics.get("val_loss", float("nan"))),
         checkpoint=metrics.get(CHECKPOINT_PATH_KEY), run_id=None, error=error)
 
 
@@ -272,19 +295,20 @@ def record_sweep(client: MlflowClient, parent_run_id: str, name: str, trials: li
     logged = client.get_run(parent_run_id).data.params
     client.log_batch(
         parent_run_id,
-        metrics=[Metric("best_val_top1_err", best.val_top1_err, now, 0),
-                 Metric("best_val_top5_err", best.val_top5_err, now, 0)],
+        metrics=[Metric(f"best_{k}", getattr(best, k), now, 0) for k in ("val_top1_err", "val_top5_err", "val_loss")
+                 if math.isfinite(getattr(best, k))],
         params=[Param(k, str(v)) for k, v in values.items() if k not in logged],
         tags=[RunTag(f"alexnet.{k}", str(v)) for k, v in values.items()])
     print(f"[tune] best trial {best.trial_id}: val top-1 error {best.val_top1_err:.2f}%, top-5 "
-          f"{best.val_top5_err:.2f}% with lr {best.lr:.4g}, weight decay {best.weight_decay:.4g}, "
-          f"seed {best.seed}\n[tune] best checkpoint: {best.checkpoint}\n[tune] best MLflow run: "
-          f"{best.run_id}; parent run: {parent_run_id}", flush=True)
+          f"{best.val_top5_err:.2f}%, loss {best.val_loss:.4f} with lr {best.lr:.4g}, weight decay "
+          f"{best.weight_decay:.4g}, seed {best.seed}\n[tune] best checkpoint: {best.checkpoint}\n"
+          f"[tune] best MLflow run: {best.run_id}; parent run: {parent_run_id}", flush=True)
 
 
 def trials_table(trials: list[TrialOutcome]) -> str:
-    header = f"{'trial':<14}{'lr':>10}{'wd':>10}{'seed':>6}  {'status':<9}{'epochs':>6}{'top-1 %':>9}{'top-5 %':>9}"
-    rows = [f"{t.trial_id:<14}{t.lr:>10.4g}{t.weight_decay:>10.3g}{t.seed:>6}  {t.status:<9}{t.epochs:>6}"
-            f"{t.val_top1_err:>9.2f}{t.val_top5_err:>9.2f}" + (f"  {t.error}" if t.error else "")
+    header = (f"{'trial':<14}{'lr':>10}{'wd':>10}{'seed':>6}  {'status':<11}{'epochs':>6}{'top-1 %':>9}"
+              f"{'top-5 %':>9}{'loss':>8}")
+    rows = [f"{t.trial_id:<14}{t.lr:>10.4g}{t.weight_decay:>10.3g}{t.seed:>6}  {t.status:<11}{t.epochs:>6}"
+            f"{t.val_top1_err:>9.2f}{t.val_top5_err:>9.2f}{t.val_loss:>8.3f}" + (f"  {t.error}" if t.error else "")
             for t in sorted(trials, key=lambda t: (math.isnan(t.val_top1_err), t.val_top1_err))]
     return "\n".join([header, *rows])

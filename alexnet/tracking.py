@@ -149,6 +149,13 @@ def log_epoch(c: MlflowClient, run_id: str, epoch: int, metrics: dict[str, float
     return True
 
 
+def log_resume(c: MlflowClient, run_id: str, epoch: int) -> None:
+    """Mark where a run was picked up again: metric `resumed_at_epoch` with value and step
+    the epoch it went on from, one entry per resumption (a restarted worker, a rerun
+    driver), so a run's history shows that no epoch before it was trained twice."""
+    c.log_metric(run_id, "resumed_at_epoch", float(epoch), step=epoch)
+
+
 def log_pytorch_model(run_id: str, model: Any, name: str = "model", metadata: dict | None = None) -> str:
     """Log `model` (any registered network: each takes float32 NCHW 224x224) as an MLflow
     PyTorch model of run `run_id`, exported with torch.export ("pt2"), not pickled: loading it runs no code

@@ -84,13 +84,14 @@ def epoch_metrics(train: EpochStats, counts: torch.Tensor, lr: float, epoch_s: f
     their denominator is every validation image of the source, and the images that
     preparation could not decode (`val_skipped`, from the manifest) count as errors, as
     do the rows that fail to decode now (`bad_images`)."""
-    loss_sum, images, bad, wait_s, total_s, c1, c5, n_val, bad_val = all_reduce_sum(
+    loss_sum, images, bad, wait_s, total_s, c1, c5, n_val, bad_val, val_loss_sum = all_reduce_sum(
         [train.loss_sum, train.images, train.bad_images, train.wait_s, train.total_s,
          *counts.tolist()], device)
     return {
         "train_loss": loss_sum / max(images, 1),
         "val_top1_err": error_percent(c1, n_val + val_skipped),
         "val_top5_err": error_percent(c5, n_val + val_skipped),
+        "val_loss": val_loss_sum / max(n_val - bad_val, 1),
         "lr": lr,
         "images_per_sec": (images + bad) / max(epoch_s, 1e-9),
         "input_stall_frac": wait_s / max(total_s, 1e-9),
@@ -155,6 +156,7 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
     mlflow_client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
     if mlflow_client is not None and history:  # a restart may have died before logging
         tracking.log_epoch(mlflow_client, config["run_id"], len(history) - 1, history[-1])
+        tracking.log_resume(mlflow_client, config["run_id"], start_epoch)
 
     mean = torch.tensor(manifest.rgb_mean, dtype=torch.float32, device=device)
     val = eval_dataset(config["data_root"], manifest, DataResources(**config["data_resources"]),

@@ -7,8 +7,10 @@ jobs/train.py's training, logged as a child of one MLflow parent run.
     python jobs/tune.py --train-preset digits --seeds 0..6    # seed mode: one trial per seed
     python jobs/tune.py --config sweep.yaml                   # the same flags from a YAML file
 
-Resuming: rerun the same command with the same --name. Finished and failed trials are
-kept; unfinished ones continue from their last epoch checkpoint, in the same MLflow runs.
+Resuming: rerun the same command with the same --name (after a crash, or after Ctrl-C,
+which stops the sweep cleanly and leaves its parent run KILLED). Finished, stopped and
+failed trials are kept; unfinished ones continue from their last epoch checkpoint, in the
+same MLflow runs, each of which logs `resumed_at_epoch` where it went on.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
         outcome = sweep(cfg, train, lock=False)
     failed = [t for t in outcome.trials if t.status == "FAILED"]
+    if outcome.interrupted:
+        return 130  # the shell's code for Ctrl-C; the sweep printed how to resume it
     if outcome.best is None:
         return 1
     print(f"[tune] done: {len(outcome.trials)} trial(s), {len(failed)} failed; parent run "

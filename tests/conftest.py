@@ -36,9 +36,13 @@ def ray_session():
     longer hides the GPUs from tasks that hold none (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO),
     CUDA_VISIBLE_DEVICES="" in every task's environment keeps code that looks for a GPU
     itself (the ensemble's `MemberScorer`: `torch.cuda.is_available()`) on the CPU too.
-    The test process itself still sees a GPU, for tests that mean it."""
+    The test process itself still sees a GPU, for tests that mean it.
+
+    The dashboard runs because Ray Train (2.60) frees the placement group of a run whose
+    controller was killed (a trial that ASHA stops) only through the state API it serves:
+    without it the freed CPUs never come back and the next trial waits for ever."""
     if not ray.is_initialized():
-        init_ray(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=True,
+        init_ray(address="local", num_cpus=2, num_gpus=0, include_dashboard=True, log_to_driver=True,
                  runtime_env={"env_vars": {"MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
                                            "CUDA_VISIBLE_DEVICES": ""}})
     yield

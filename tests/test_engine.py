@@ -57,8 +57,9 @@ def test_evaluate_counts_every_image_and_undecodable_ones_as_errors(tiny_data: P
     manifest, _ = mf.load(tiny_data)
     batches = load_batches(tiny_data, "val", 15, corrupt=3)
     counts = evaluate(AlexNet(3), batches, torch.device("cpu"), torch.tensor(manifest.rgb_mean))
-    top1, top5, n, bad = counts.tolist()
+    top1, top5, n, bad, loss = counts.tolist()
     assert n == 15 and bad == 3
+    assert 0 < loss < float("inf")  # summed over the 12 decoded images only: an undecodable one has no scores
     assert top5 == 12  # 3 classes: every decodable image is within the top 5
     assert 0 <= top1 <= 12
 
@@ -158,7 +159,10 @@ def test_ten_crop_evaluation_counts_top1_and_top5_hits_and_misses(device: str) -
     on_gpu = device == "cuda"
     counts = evaluate(TopRowLogits(), [batch], torch.device(device),
                       torch.tensor(mean, dtype=torch.float32, device=device), amp=on_gpu, channels_last=on_gpu)
-    assert counts.tolist() == [1.0, 2.0, 4.0, 1.0]  # top-1 correct, top-5 correct, images, undecodable
+    assert counts[:4].tolist() == [1.0, 2.0, 4.0, 1.0]  # top-1 correct, top-5 correct, images, undecodable
+    # the loss sum: the decoded images' cross-entropy of the averaged ten-crop probabilities
+    hand_loss = -np.log(probs[np.arange(3), labels[:3].numpy()]).sum()
+    assert counts[4].item() == pytest.approx(hand_loss, rel=1e-3 if on_gpu else 1e-5)
 
 
 class Tiny(nn.Module):

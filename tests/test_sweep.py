@@ -1,57 +1,115 @@
-"""A real two-trial Ray Tune sweep over the real training job, checked in MLflow."""
+"""A real Ray Tune sweep over the real training job (ASHA, a crash, Ctrl-C and resuming), checked in MLflow."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from alexnet import tracking
-from alexnet.config import SweepConfig, TrainConfig
+from alexnet.config import SweepConfig, TrainConfig, train_config_for
 from alexnet.errors import UserError
 from alexnet.sweep import PARENT_TAG, sweep
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def test_sweep_logs_parent_and_children_survives_a_crash_and_resumes(
-        ray_session, tiny_data: Path, tmp_path: Path) -> None:
-    # lr 1e4 really diverges (the loss turns NaN by step 3), so that trial really crashes.
-    cfg = SweepConfig(data=str(tiny_data), epochs=1, lr_grid=(0.01, 1e4), weight_decay_grid=(5e-4,),
-                      num_samples=1, name=f"sweep-{tmp_path.name}", experiment="test-sweep",
-                      storage=str(tmp_path / "runs"))
-    train = TrainConfig(data=str(tiny_data), batch_size=8, bias_init="caffe", max_failures=0, log_every=1)
-    outcome = sweep(cfg, train)
 
+def interrupt_after_an_epoch(proc: subprocess.Popen, experiment: str) -> None:
+    """Ctrl-C, as a user would press it, once a trial of `experiment` has logged an epoch
+    (so the sweep is mid-trial, with a checkpoint to resume from)."""
     client = MlflowClient(tracking.tracking_uri())
-    parent = client.get_run(outcome.parent_run_id)
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
-    by_lr = {float(c.data.params["lr"]): c for c in children}
-    assert sorted(by_lr) == [0.01, 1e4]
-    good, crashed = by_lr[0.01], by_lr[1e4]
-    assert good.info.status == "FINISHED" and crashed.info.status == "FAILED"
-    assert "lower --lr" in crashed.data.tags["alexnet.error"]
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        exp = client.get_experiment_by_name(experiment)
+        if exp and client.search_runs([exp.experiment_id], filter_string="metrics.val_loss >= 0"):
+            proc.send_signal(signal.SIGINT)
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"no trial logged an epoch (exit code {proc.poll()})")
+
+
+def test_a_sweep_stops_weak_trials_survives_a_crash_and_ctrl_c_and_resumes(
+        ray_session, tiny_data: Path, tmp_path: Path) -> None:
+    """Three trials, one at a time. lr 1e-4 leaves the network near its start (val loss
+    about ln 3 = 1.10); lr 0.1 makes it confidently wrong (above 1.3 after one epoch on
+    every seed tried), so ASHA on val_loss must stop it (top-1 error would tie here: both
+    predict one class); lr 1e4 really diverges (the loss turns NaN by step 3), so that
+    trial really crashes. Ctrl-C on `jobs/tune.py` during the first trial's second epoch
+    leaves the sweep unfinished; the rerun goes on from that trial's checkpoint, not from
+    its start. The interrupted sweep is its own driver, as a user's is: the Ray Train
+    placement group of a trial killed mid-run is only freed with its driver, or by Ray
+    Train's cleaner, which finds its cluster only when it is the machine's one Ray."""
+    experiment = f"test-sweep-{tmp_path.name}"
+    storage = tmp_path / "runs"
+    train_args = "--batch-size 8 --bias-init caffe --max-failures 0 --log-every 1"
+    command = [sys.executable, "jobs/tune.py", "--data", str(tiny_data), "--epochs", "3",
+               "--lr-grid", "0.0001,0.1,10000", "--weight-decay-grid", "0.0005", "--num-samples", "1",
+               "--metric", "val_loss", "--name", "sweep", "--experiment", experiment, "--storage", str(storage),
+               "--train-args", train_args]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # the driver starts its own Ray
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        interrupt_after_an_epoch(first, experiment)
+        first.wait(timeout=300)
+    printed = (tmp_path / "first.log").read_text()
+    assert first.returncode == 130, printed[-3000:]
+    # one trial at a time: Tune had drawn only the first from the grid
+    assert "1 trial(s) unfinished" in printed and "rerun the same command (--name sweep)" in printed
+    cfg = SweepConfig(data=str(tiny_data), epochs=3, lr_grid=(1e-4, 0.1, 1e4), weight_decay_grid=(5e-4,),
+                      num_samples=1, metric="val_loss", name="sweep", experiment=experiment, storage=str(storage))
+    train = train_config_for(str(tiny_data), "", train_args)
+    client = MlflowClient(tracking.tracking_uri())
+    exp_id = client.get_experiment_by_name(experiment).experiment_id
+    (parent,) = client.search_runs([exp_id], filter_string="tags.`alexnet.sweep_kind` = 'search'")
+    assert parent.info.status == "KILLED"
+    (slow,) = client.search_runs([exp_id], filter_string="params.lr = '0.0001'")
+    done_before = len(client.get_metric_history(slow.info.run_id, "val_loss"))
+    assert 1 <= done_before < 3
+
+    outcome = sweep(cfg, train)
+    assert not outcome.interrupted and outcome.parent_run_id == parent.info.run_id
+    by_lr = {t.lr: t for t in outcome.trials}
+    assert [by_lr[lr].status for lr in (1e-4, 0.1, 1e4)] == ["FINISHED", "STOPPED", "FAILED"]
+    assert by_lr[1e-4].epochs == 3 and 1 <= by_lr[0.1].epochs < 3
+    assert by_lr[0.1].val_loss > by_lr[1e-4].val_loss
+    # The unfinished trial went on where its checkpoint was: one resumption, and no
+    # epoch trained twice (an epoch's metrics are logged once, at its own step).
+    (resumed,) = client.get_metric_history(slow.info.run_id, "resumed_at_epoch")
+    assert resumed.value == resumed.step and done_before <= resumed.step <= done_before + 1  # +1: saved, not logged
+    assert [m.step for m in client.get_metric_history(slow.info.run_id, "val_loss")] == [0, 1, 2]
+
+    children = client.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '{outcome.parent_run_id}'")
+    runs = {float(c.data.params["lr"]): c for c in children}
+    assert sorted(runs) == [1e-4, 0.1, 1e4]
+    good, stopped, crashed = runs[1e-4], runs[0.1], runs[1e4]
+    assert good.info.status == "FINISHED" and good.info.run_id == by_lr[1e-4].run_id
+    assert stopped.info.status == "KILLED"
+    assert stopped.data.tags["alexnet.stopped_early"] == f"ASHA stopped it after epoch {by_lr[0.1].epochs}"
+    assert crashed.info.status == "FAILED" and "lower --lr" in crashed.data.tags["alexnet.error"]
     for child in children:
         assert child.data.params["weight_decay"] == "0.0005" and "seed" in child.data.params
-    for key in ("val_top1_err", "val_top5_err"):
-        assert [m.step for m in client.get_metric_history(good.info.run_id, key)] == [0]
 
+    parent = client.get_run(outcome.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["best_val_top1_err"] == pytest.approx(good.data.metrics["val_top1_err"])
-    assert parent.data.metrics["best_val_top5_err"] == pytest.approx(good.data.metrics["val_top5_err"])
-    assert parent.data.params["best_lr"] == "0.01" and parent.data.params["best_weight_decay"] == "0.0005"
+    for key in ("val_top1_err", "val_top5_err", "val_loss"):
+        assert parent.data.metrics[f"best_{key}"] == pytest.approx(good.data.metrics[key])
+    assert parent.data.params["best_lr"] == "0.0001" and parent.data.params["best_weight_decay"] == "0.0005"
     assert parent.data.params["best_seed"] == good.data.params["seed"]
     assert parent.data.params["best_run_id"] == good.info.run_id
     assert (Path(parent.data.params["best_checkpoint"]) / "checkpoint.pt").is_file()
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"trials.csv", "sweep_curves.png"}
-    assert [t.status for t in sorted(outcome.trials, key=lambda t: t.lr)] == ["FINISHED", "FAILED"]
-    assert outcome.best is not None and outcome.best.lr == 0.01
 
     # The same name again: the sweep is restored, nothing is retrained or duplicated.
     again = sweep(cfg, train)
     assert again.parent_run_id == outcome.parent_run_id
     assert again.best is not None and again.best.run_id == good.info.run_id
-    assert sorted(t.lr for t in again.trials) == [0.01, 1e4]
-    assert len(client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")) == 2
+    assert sorted(t.lr for t in again.trials) == [1e-4, 0.1, 1e4]
+    assert len(client.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")) == 3
+    assert len(client.get_metric_history(good.info.run_id, "val_loss")) == 3
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -96,7 +154,12 @@ def test_a_sweep_resumed_with_other_training_settings_is_refused_before_its_tria
     client = tracking.client()
     exp_id = tracking.experiment_id(client, "test-sweep-resume")
     base = TrainConfig(data=str(tmp_path), batch_size=8, epochs=2)
-    tracking.start_or_resume_run(client, exp_id, "sw", {f"train.{k}": v for k, v in asdict(base).items()})
-    check_sweep_resume(client, exp_id, "sw", replace(base, lr=0.5, seed=7, epochs=3))  # drawn per trial, or allowed
+    tracking.start_or_resume_run(client, exp_id, "sw", {"metric": "val_top1_err",
+                                                        **{f"train.{k}": v for k, v in asdict(base).items()}})
+    sweep_cfg = SweepConfig()
+    # drawn per trial, or allowed to change
+    check_sweep_resume(client, exp_id, "sw", sweep_cfg, replace(base, lr=0.5, seed=7, epochs=3))
     with pytest.raises(UserError, match=r"resumes sweep run .* other training settings: batch_size 8 -> 16"):
-        check_sweep_resume(client, exp_id, "sw", replace(base, batch_size=16))
+        check_sweep_resume(client, exp_id, "sw", sweep_cfg, replace(base, batch_size=16))
+    with pytest.raises(UserError, match=r"other training settings: --metric val_top1_err -> val_loss"):
+        check_sweep_resume(client, exp_id, "sw", SweepConfig(metric="val_loss"), base)
