@@ -146,7 +146,7 @@ def baseline_per_worker(jpegs: list[bytes], manifest: mf.Manifest, min_seconds: 
 STEADY_BLOCKS = 20
 
 
-# What the training loop's iterator had until 2026-11-29: a local shuffle buffer of this
+# What the training loop's iterator was before the actors shuffled: a local shuffle buffer of this
 # many batches (`iter_torch_batches(local_shuffle_buffer_size=4 * batch)`), over actor
 # calls that sent their rows in the shards' order. The benchmark measures it beside the
 # iterator that replaced it (`pipeline.train_batches`, rows shuffled within each call).
@@ -186,7 +186,7 @@ def stream(root: str, manifest: mf.Manifest, res: DataResources, skip: int, coun
     first batch), images and batches counted). The consumer takes the blocks themselves
     (`torch_blocks`, on the host), Ray's `iter_torch_batches` of `OUTPUT_ROWS` (on the
     host), or the training loop's own iterator (`train_batches`: `train_batch` rows on
-    `device`, the training device), or that iterator as it was before 2026-11-29 (a local
+    `device`, the training device), or that iterator as it was before the actors shuffled (a local
     shuffle buffer of `LOCAL_SHUFFLE_BATCHES` batches, rows unshuffled by the actors)."""
     from alexnet.data.batches import torch_blocks
     from alexnet.data.pipeline import train_batches, train_dataset

@@ -62,12 +62,12 @@ class TrainConfig:
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(5e-4, "SGD weight decay")
     lr_schedule: Literal["plateau", "step"] = _f(
-        "plateau", "plateau: divide by 10 when val top-1 error stops improving (the paper); "
-        "step: divide by 10 at --lr-steps")
-    lr_patience: int = _f(3, "plateau: divide the lr by 10 once this many epochs in a row have not improved "
-                             "on the best val top-1 error")
-    lr_max_drops: int = _f(3, "plateau: divide the lr at most this many times (the paper: three; 0 = no limit)")
-    lr_steps: tuple[int, ...] = _f((30, 60, 80), "step: epochs at which the lr is divided by 10")
+        "plateau", "plateau: multiply by --lr-factor (the paper: divide by 10) when val top-1 error stops "
+        "improving; step: multiply by --lr-factor at --lr-steps")
+    lr_patience: int = _f(3, "plateau: drop the lr once this many epochs in a row have not improved on the "
+                             "best val top-1 error")
+    lr_max_drops: int = _f(3, "plateau: drop the lr at most this many times (the paper: three; 0 = no limit)")
+    lr_steps: tuple[int, ...] = _f((30, 60, 80), "step: epochs at which the lr is multiplied by --lr-factor")
     lr_factor: float = _f(0.1, "what each drop multiplies the lr by (0.1: the paper's division by 10)")
     warmup_epochs: int = _f(0, "epochs of linear lr warm-up from lr/10 (0 = none, the paper)")
     momentum_rule: Literal["paper", "pytorch"] = _f(

@@ -7,7 +7,7 @@ Each section is one function that returns plain values for the JSON file, and
 - data: the photo-like set (`alexnet.data.photos`), prepared without Ray
   (`alexnet.data.local.prepare_local`);
 - cpu_augment: the augmentation on one core and on all of them at once (the ceiling of
-  any input pipeline on this machine, as `jobs/bench.py` measures it);
+  any input pipeline on the machine the check runs on, as `jobs/bench.py` measures it);
 - train_step: the real training step (`engine.train_one_epoch`, the paper's optimiser)
   on one batch kept on the device, eager and compiled, as img/s and as a fraction of
   the GPU's dense bf16 peak;
@@ -288,7 +288,7 @@ def correctness(plan: Plan, root: Path, manifest: mf.Manifest, mean: torch.Tenso
 
 def ten_crop_eval(plan: Plan, root: Path, manifest: mf.Manifest, mean: torch.Tensor) -> dict[str, Any]:
     """`engine.evaluate` with ten crops over the validation split, on a network trained
-    a few hundred steps here: it runs, scores every image once, and how fast."""
+    the plan's warm-up steps here: it runs, scores every image once, and how fast."""
     torch.manual_seed(0)
     model = training_model().to(plan.device)
     if plan.on_gpu:
@@ -362,7 +362,7 @@ def _sections(result: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, d
 
 def ray_estimate(plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
     """What the Ray Data pipeline would feed here: `pipeline_ratio` (the CPU benchmark's
-    pipeline / in-process augmentation on the same cores) of this machine's in-process
+    pipeline / in-process augmentation on the same cores) of the checked machine's in-process
     augmentation on all its loader cores; end to end, the slower of that and the step."""
     rates = [m["img_per_sec"] for m in result["train_step"]["modes"].values() if "img_per_sec" in m]
     ray_input = plan.pipeline_ratio * result["cpu_augment"]["augment_all_cores"]

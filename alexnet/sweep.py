@@ -208,12 +208,13 @@ def _sweep_locked(cfg: SweepConfig, train: TrainConfig, name: str) -> SweepOutco
     attach_runs(client, exp_id, parent_run_id, trials)
     if unfinished:  # Ctrl-C: Tune saved its state; the best is chosen when every trial is done
         print(f"[tune] sweep '{name}' was interrupted with {len(unfinished)} trial(s) unfinished:\n"
-              f"{trials_table(trials)}\n[tune] rerun the same command (--name {name}) to resume them", flush=True)
+              f"{trials_table(trials, cfg.metric)}\n[tune] rerun the same command (--name {name}) to resume them",
+              flush=True)
         client.set_terminated(parent_run_id, "KILLED")
         return SweepOutcome(parent_run_id, name, trials, None, interrupted=True)
     best = min((t for t in trials if t.status in ("FINISHED", "STOPPED") and math.isfinite(getattr(t, cfg.metric))),
                key=lambda t: getattr(t, cfg.metric), default=None)
-    record_sweep(client, parent_run_id, name, trials, best, grid)
+    record_sweep(client, parent_run_id, name, trials, best, grid, cfg.metric)
     client.set_terminated(parent_run_id, "FINISHED" if best is not None else "FAILED")
     return SweepOutcome(parent_run_id, name, trials, best)
 
@@ -272,11 +273,11 @@ def attach_runs(client: MlflowClient, exp_id: str, parent_run_id: str, trials: l
 
 
 def record_sweep(client: MlflowClient, parent_run_id: str, name: str, trials: list[TrialOutcome],
-                 best: TrialOutcome | None, grid: Any) -> None:
+                 best: TrialOutcome | None, grid: Any, metric: str = "val_top1_err") -> None:
     """The parent run's summary: the best trial (metrics, params and, since params cannot
     change when a resumed sweep finds a better trial, the same as tags), every trial as
     a CSV, and every trial's validation curve as a plot."""
-    print(f"[tune] sweep '{name}': {len(trials)} trial(s)\n{trials_table(trials)}", flush=True)
+    print(f"[tune] sweep '{name}': {len(trials)} trial(s)\n{trials_table(trials, metric)}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "trials.csv"
         pd.DataFrame([asdict(t) for t in trials]).to_csv(table, index=False)
@@ -305,10 +306,11 @@ def record_sweep(client: MlflowClient, parent_run_id: str, name: str, trials: li
           f"[tune] best MLflow run: {best.run_id}; parent run: {parent_run_id}", flush=True)
 
 
-def trials_table(trials: list[TrialOutcome]) -> str:
+def trials_table(trials: list[TrialOutcome], metric: str = "val_top1_err") -> str:
+    """Every trial, best first by `metric` (the sweep's --metric)."""
     header = (f"{'trial':<14}{'lr':>10}{'wd':>10}{'seed':>6}  {'status':<11}{'epochs':>6}{'top-1 %':>9}"
               f"{'top-5 %':>9}{'loss':>8}")
     rows = [f"{t.trial_id:<14}{t.lr:>10.4g}{t.weight_decay:>10.3g}{t.seed:>6}  {t.status:<11}{t.epochs:>6}"
             f"{t.val_top1_err:>9.2f}{t.val_top5_err:>9.2f}{t.val_loss:>8.3f}" + (f"  {t.error}" if t.error else "")
-            for t in sorted(trials, key=lambda t: (math.isnan(t.val_top1_err), t.val_top1_err))]
+            for t in sorted(trials, key=lambda t: (math.isnan(getattr(t, metric)), getattr(t, metric)))]
     return "\n".join([header, *rows])

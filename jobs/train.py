@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(TrainConfig, __doc__, argv, presets=PRESETS, by_value=TRAIN_DEFAULTS_BY)
     print(f"[train] config:\n{cli.describe(cfg)}", flush=True)
     checked = preflight(cfg)  # bad data or an unreachable tracking server fail before Ray starts
-    cfg = replace(cfg, name=cfg.name or default_name("alexnet"))
+    cfg = replace(cfg, name=cfg.name or default_name(cfg.arch))
     with run_lock(cfg.storage, cfg.name, "training run"):  # a second run of this name is refused before Ray starts
         init_ray()  # joins RAY_ADDRESS or a running local head, else starts a local Ray
         outcome = fit(cfg, lock=False, checked=checked)

@@ -36,7 +36,8 @@ def run_in_process(capsys: pytest.CaptureFixture, name: str, *argv: str) -> tupl
 
 
 JOBS = {"train": "TrainConfig", "tune": "SweepConfig", "ensemble": "EnsembleConfig", "predict": "PredictConfig",
-        "prepare_data": "PrepareConfig", "bench": "BenchConfig", "gpu_check": "GpuCheckConfig"}
+        "prepare_data": "PrepareConfig", "bench": "BenchConfig", "gpu_check": "GpuCheckConfig",
+        "compare": "CompareConfig"}
 
 
 @pytest.mark.parametrize("name", sorted(JOBS))

@@ -25,7 +25,7 @@ def parameters(model: nn.Module, skip: tuple[str, ...] = ()) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if p.requires_grad and not name.startswith(skip))
 
 
-def test_the_registry_holds_exactly_the_issue_s_names() -> None:
+def test_the_registry_holds_exactly_the_documented_names() -> None:
     assert models.names() == NAMES
 
 

@@ -9,14 +9,18 @@ GPU check reports it, and `requirements.txt` always installs simplejpeg.
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 from PIL import Image
 
 try:
     import simplejpeg
-except ImportError:  # see the module's docstring
+except ImportError:  # see the module's docstring; said once per process, so no run falls back unseen
     simplejpeg = None
+    warnings.warn("simplejpeg is not installed: JPEGs are decoded and encoded with Pillow (slower; pixels within "
+                  "a decoder's rounding). Install requirements.txt to train as the benchmarks measured",
+                  RuntimeWarning, stacklevel=2)
 
 JPEG_CODEC = "simplejpeg" if simplejpeg is not None else "pillow"
 

@@ -9,9 +9,9 @@ without more mixing a batch would hold the same run of neighbouring rows every e
 Training used to mix them with `iter_torch_batches(local_shuffle_buffer_size=4 * batch)`,
 which gathers every row of every batch into fresh memory on the training worker's host
 (150 KB per image) and mixes only within four batches. Here the call's rows leave the
-actor in a random order over the whole call (two shards, ~2,000 images), at the price of
-an index: the rows are decoded in that order, straight into the output block, so no image
-is copied once more (docs/performance.md, "The iterator training uses").
+actor in a random order over the whole call (two shards: ~1,440 digits or ~1,800
+photo-like images), at the price of an index: the rows are decoded in that order,
+straight into the output block, so no image is copied once more (docs/performance.md, "The iterator training uses").
 """
 
 from __future__ import annotations
