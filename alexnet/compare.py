@@ -33,7 +33,7 @@ from alexnet.errors import UserError
 from alexnet.flops import forward_flops_per_image, training_flops_per_image
 from alexnet.plots import comparison_curves
 from alexnet.trainer import (
-    changed_settings,
+    changes_since_start,
     check_resume,
     default_name,
     fit,
@@ -288,10 +288,7 @@ def check_comparison_resume(client: MlflowClient, exp_id: str, name: str, params
     """A rerun with the same --name must compare the same variants the same way (its
     params are the first start's); only --epochs may change, which trains every variant
     further."""
-    run_id = tracking.find_run(client, exp_id, name)
-    if run_id is None:
-        return
-    changed = changed_settings(client.get_run(run_id).data.params, params)
+    run_id, changed = changes_since_start(client, exp_id, name, params)
     if changed:
         raise UserError(f"--name {name} resumes comparison run {run_id}, which was started with other settings: "
                         f"{'; '.join(changed)}. Rerun with its settings, or pass another --name")

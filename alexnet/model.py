@@ -87,6 +87,24 @@ def local_response_norm(convention: LRNConvention = "paper") -> LocalResponseNor
     raise ValueError(f"lrn must be 'paper' or 'cuda-convnet', got {convention!r}")
 
 
+def paper_classifier(num_classes: int, dropout: float) -> nn.Sequential:
+    """fc6-fc8 over pool5's 256x6x6 maps, AlexNet's and ZFNet's alike.
+
+    Section 4.2: dropout on the outputs of fc6 and fc7, after their ReLU, as in Caffe's
+    bvlc_alexnet; pool5 is never dropped (torchvision's layout drops pool5 and fc6 and
+    leaves fc7 intact). Named layers, so a checkpoint's keys say which layer they are."""
+    return nn.Sequential(OrderedDict(
+        flatten=nn.Flatten(),
+        fc6=nn.Linear(256 * 6 * 6, 4096),
+        relu6=nn.ReLU(inplace=True),
+        drop6=nn.Dropout(dropout),
+        fc7=nn.Linear(4096, 4096),
+        relu7=nn.ReLU(inplace=True),
+        drop7=nn.Dropout(dropout),
+        fc8=nn.Linear(4096, num_classes),
+    ))
+
+
 class AlexNet(nn.Module):
     """AlexNet with the two-GPU split expressed as grouped convolutions.
 
@@ -122,19 +140,7 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),  # -> 6x6
         )
-        # Section 4.2: dropout on the outputs of fc6 and fc7, after their ReLU, as in Caffe's
-        # bvlc_alexnet; pool5 is never dropped (torchvision's layout drops pool5 and fc6 and
-        # leaves fc7 intact). Named layers, so a checkpoint's keys say which layer they are.
-        self.classifier = nn.Sequential(OrderedDict(
-            flatten=nn.Flatten(),
-            fc6=nn.Linear(256 * 6 * 6, 4096),
-            relu6=nn.ReLU(inplace=True),
-            drop6=nn.Dropout(dropout),
-            fc7=nn.Linear(4096, 4096),
-            relu7=nn.ReLU(inplace=True),
-            drop7=nn.Dropout(dropout),
-            fc8=nn.Linear(4096, num_classes),
-        ))
+        self.classifier = paper_classifier(num_classes, dropout)
         init_paper_weights(self, bias_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

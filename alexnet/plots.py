@@ -14,6 +14,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save(fig: Any, path: str | Path) -> Path:
+    """Write `fig` as a PNG and free it: every figure here is a file for MLflow, not a window."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def training_curves(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
     """Loss, top-1 and top-5 validation error per epoch, as a PNG."""
     epochs = list(range(1, len(history) + 1))
@@ -28,10 +36,7 @@ def training_curves(history: list[dict[str, float]], path: str | Path, title: st
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 def sweep_curves(curves: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
@@ -43,10 +48,7 @@ def sweep_curves(curves: Mapping[str, Any], path: str | Path, title: str = "") -
     ax.set(xlabel="epoch", ylabel="validation top-1 error (%)", title=title or "sweep")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 def ensemble_curve(prefix_errors: list[list[float]], path: str | Path, title: str = "") -> Path:
@@ -59,10 +61,7 @@ def ensemble_curve(prefix_errors: list[list[float]], path: str | Path, title: st
     ax.set_xticks(ks)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 def comparison_curves(curves: Mapping[str, tuple[list[float], list[float]]], path: str | Path,
@@ -78,7 +77,4 @@ def comparison_curves(curves: Mapping[str, tuple[list[float], list[float]]], pat
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)

@@ -166,13 +166,21 @@ def run_params(cfg: TrainConfig, name: str, manifest: mf.Manifest) -> dict[str, 
             "train_images": manifest.splits["train"].images, "val_images": manifest.splits["val"].images}
 
 
+def changes_since_start(client: Any, exp_id: str, name: str, params: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """The MLflow run named `name` (None if there is none) and each of `params` that
+    differs from what it logged when it started: what a rerun of the same name would change."""
+    run_id = tracking.find_run(client, exp_id, name)
+    if run_id is None:
+        return None, []
+    return run_id, changed_settings(client.get_run(run_id).data.params, params)
+
+
 def check_resume(client: Any, exp_id: str, name: str, params: dict[str, Any]) -> None:
     """Refuse to continue run `name` with other settings: the checkpoint would go on
     under a recipe its first epochs never had, while its MLflow params still show the old one."""
-    run_id = tracking.find_run(client, exp_id, name)
+    run_id, changed = changes_since_start(client, exp_id, name, params)
     if run_id is None:
         return
-    changed = changed_settings(client.get_run(run_id).data.params, params)
     if changed:
         raise UserError(f"--name {name} resumes MLflow run {run_id}, which was started with other settings: "
                         f"{'; '.join(changed)}. Rerun with its settings (only {', '.join(sorted(RESUME_MAY_CHANGE))} "

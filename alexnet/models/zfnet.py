@@ -18,12 +18,10 @@ paper names the operation, not its constants).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 from torch import nn
 
-from alexnet.model import LRNConvention, local_response_norm
+from alexnet.model import LRNConvention, local_response_norm, paper_classifier
 from alexnet.models.registry import register
 
 
@@ -47,17 +45,8 @@ class ZFNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),  # -> 6x6
         )
-        # Section 3.1: dropout 0.5 in the fully connected layers 6 and 7.
-        self.classifier = nn.Sequential(OrderedDict(
-            flatten=nn.Flatten(),
-            fc6=nn.Linear(256 * 6 * 6, 4096),
-            relu6=nn.ReLU(inplace=True),
-            drop6=nn.Dropout(dropout),
-            fc7=nn.Linear(4096, 4096),
-            relu7=nn.ReLU(inplace=True),
-            drop7=nn.Dropout(dropout),
-            fc8=nn.Linear(4096, num_classes),
-        ))
+        # Section 3.1: dropout 0.5 in the fully connected layers 6 and 7, laid out as AlexNet's.
+        self.classifier = paper_classifier(num_classes, dropout)
         # Section 3.1: "All weights are initialized to 1e-2 and biases are set to 0",
         # read as N(0, 0.01), AlexNet's initialisation (a constant would keep every filter equal).
         for m in self.modules():
