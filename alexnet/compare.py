@@ -32,6 +32,7 @@ from alexnet.data import manifest as mf
 from alexnet.errors import UserError
 from alexnet.flops import forward_flops_per_image, training_flops_per_image
 from alexnet.plots import comparison_curves
+from alexnet.recipe import model_args
 from alexnet.trainer import (
     changes_since_start,
     check_resume,
@@ -42,7 +43,6 @@ from alexnet.trainer import (
     run_params,
     storage_uri,
 )
-from alexnet.worker import model_args
 
 KIND_TAG = "alexnet.kind"  # "comparison" on the parent run
 VARIANT_TAG = "alexnet.variant"  # the variant's name on each child run

@@ -33,7 +33,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,7 @@ from alexnet.data.images import JPEG_CODEC
 from alexnet.data.local import prepare_local, train_loader, val_batches
 from alexnet.engine import EpochStats, evaluate, train_one_epoch
 from alexnet.errors import UserError
-from alexnet.model import AlexNet
-from alexnet.optim import build_optimizer
+from alexnet.recipe import build_model, build_optimizer_for
 
 EAGER = "eager"
 COMPILE_RESERVE_S = 150  # at least this much of the budget left to start a compile mode
@@ -93,17 +92,17 @@ def say(line: str) -> None:
     print(f"[gpu-check] {line}", flush=True)
 
 
-def training_model(num_classes: int = 1000, dropout: float | None = None, bias_init: str | None = None) -> AlexNet:
+def training_model(num_classes: int = 1000, dropout: float | None = None,
+                   bias_init: str | None = None) -> torch.nn.Module:
     """The network `jobs/train.py` trains by default (TrainConfig's settings), with
     ImageNet's 1000 outputs whatever the data: the step costs what ImageNet's does."""
     cfg = TrainConfig()
-    return AlexNet(num_classes, grouped=cfg.grouped, lrn=cfg.lrn, bias_init=bias_init or cfg.bias_init,
-                   dropout=cfg.dropout if dropout is None else dropout)
+    cfg = replace(cfg, dropout=cfg.dropout if dropout is None else dropout, bias_init=bias_init or cfg.bias_init)
+    return build_model(cfg, num_classes)
 
 
 def optimizer_for(model: torch.nn.Module) -> torch.optim.Optimizer:
-    cfg = TrainConfig()
-    return build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult, cfg.bias_decay)
+    return build_optimizer_for(model, TrainConfig())
 
 
 def environment(plan: Plan) -> dict[str, Any]:

@@ -28,33 +28,10 @@ from alexnet.data import manifest as mf
 from alexnet.data.pipeline import DataResources, eval_dataset, set_epoch, train_batches
 from alexnet.engine import EpochStats, evaluate, train_one_epoch
 from alexnet.metrics import error_percent
-from alexnet.optim import build_optimizer, set_lr
+from alexnet.optim import set_lr
+from alexnet.recipe import build_model, build_optimizer_for, model_args, schedule_for
 from alexnet.schedule import LRSchedule
 from alexnet.seeding import seed_training_step
-
-
-def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    """The network of `cfg.arch`, built exactly as a loader rebuilds it from the checkpoint."""
-    return models.from_model_args(model_args(cfg, num_classes))
-
-
-def model_args(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
-    """What a checkpoint needs to rebuild the network without the training config: its
-    name, classes, input size, and the settings its builder takes (the registry's `options`)."""
-    arch = models.get(cfg.arch)
-    return {"arch": cfg.arch, "num_classes": num_classes, "input_size": cfg.input_size or arch.input_size,
-            **{option: getattr(cfg, option) for option in arch.options}}
-
-
-def build_optimizer_for(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD with `cfg`'s parameter groups (bias and norm-layer rules) for any network."""
-    return build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult, cfg.bias_decay,
-                           cfg.norm_decay)
-
-
-def schedule_for(cfg: TrainConfig) -> LRSchedule:
-    return LRSchedule(cfg.lr, cfg.lr_schedule, patience=cfg.lr_patience, max_drops=cfg.lr_max_drops,
-                      steps=cfg.lr_steps, warmup_epochs=cfg.warmup_epochs, factor=cfg.lr_factor)
 
 
 def save_checkpoint(directory: str, state: dict[str, Any]) -> None:

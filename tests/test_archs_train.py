@@ -30,7 +30,8 @@ from alexnet.data.pipeline import DataResources, eval_dataset, train_dataset
 from alexnet.engine import evaluate, train_one_epoch
 from alexnet.members import Member
 from alexnet.optim import set_lr
-from alexnet.worker import build_model, build_optimizer_for, checkpoint_state, model_args, schedule_for
+from alexnet.recipe import build_model, build_optimizer_for, model_args, schedule_for
+from alexnet.worker import checkpoint_state
 
 BATCH = 36  # the 36 training images: an epoch is one step, the cheapest on 2 cores
 JOB_BATCH = 12

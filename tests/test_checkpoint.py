@@ -20,8 +20,9 @@ from alexnet.config import TrainConfig
 from alexnet.errors import UserError
 from alexnet.model import AlexNet
 from alexnet.optim import build_optimizer
+from alexnet.recipe import build_model, model_args
 from alexnet.schedule import LRSchedule
-from alexnet.worker import build_model, load_checkpoint, model_args, save_checkpoint
+from alexnet.worker import load_checkpoint, save_checkpoint
 
 
 class WritesAFile:
