@@ -29,32 +29,22 @@ import torch
 
 from alexnet.data import manifest as mf
 from alexnet.data.augment import eval_batch
-from alexnet.data.images import SHARD_SIZE, encode_jpeg, load_as_rgb_square
+from alexnet.data.images import SHARD_SIZE
 from alexnet.data.layout import SourceImage, find_images
-from alexnet.data.shards import ShardsAugment, read_row_groups
-
-# The same as alexnet/data/prepare.py's and pipeline.py's (which import Ray):
-# tests/data/test_local.py checks that they agree, and that both preparations write the
-# same rows.
-SHUFFLE_SEED = 0
-PARQUET_ENCODING = {"compression": "none", "use_dictionary": ["wnid"]}
-MIN_IMAGES_FOR_OWN_PCA = 10
-SHARDS_PER_CALL = 2  # alexnet.data.pipeline's: shards per actor call
+from alexnet.data.prepare import MIN_IMAGES_FOR_OWN_PCA, PARQUET_ENCODING, SHUFFLE_SEED, convert_image
+from alexnet.data.shards import SHARDS_PER_CALL, ShardsAugment, read_row_groups
 
 
 def _convert(args: tuple[list[str], int]) -> list[tuple[bytes, list[float], list[float]] | None]:
-    """Preparation's per-image work (prepare.process_batch): the 256x256 JPEG and the
-    image's RGB mean and second moment, or None for a file that does not decode."""
+    """Preparation's per-image work (prepare.convert_image) over a chunk of files, None
+    for a file that does not decode."""
     paths, quality = args
     out: list[tuple[bytes, list[float], list[float]] | None] = []
     for path in paths:
         try:
-            rgb = load_as_rgb_square(Path(path).read_bytes(), SHARD_SIZE)
+            out.append(convert_image(path, quality))
         except Exception:  # noqa: BLE001 - counted as skipped, as the preparation job does
             out.append(None)
-            continue
-        x = rgb.reshape(-1, 3).astype(np.float32) / 255.0
-        out.append((encode_jpeg(rgb, quality), x.mean(0).tolist(), (x.T @ x / len(x)).ravel().tolist()))
     return out
 
 

@@ -16,7 +16,7 @@ from ray.data import ActorPoolStrategy, Dataset
 
 from alexnet.data.augment import EvalCrop, eval_batch
 from alexnet.data.manifest import Manifest
-from alexnet.data.shards import ShardsAugment, read_row_groups
+from alexnet.data.shards import SHARDS_PER_CALL, ShardsAugment, read_row_groups
 from alexnet.data.shards import binary_views as binary_views  # its home was here
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from ray.data import DataIterator
 
 EVAL_BATCH = 64  # images per evaluation task call
-SHARDS_PER_CALL = 2  # shards each training actor call reads, augments and sends as one block
 CALLS_IN_FLIGHT = 4  # calls queued on (or running in) each training actor
 TRAIN_PREFETCH_BATCHES = 2  # batches the training iterator keeps ready ahead of the step
 TRAIN_BLOCK_BYTES = 512 << 20  # room for a call's crops in one block (~3,500 of 150 KB)

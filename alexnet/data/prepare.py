@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import ray
 
 from alexnet.data import manifest as mf
 from alexnet.data.images import SHARD_SIZE, encode_jpeg, load_as_rgb_square
@@ -54,23 +53,28 @@ class ChunkResult:
     moment_sum: list[list[float]]  # sum over images of the per-image E[x x^T]
 
 
+def convert_image(path: str, quality: int) -> tuple[bytes, list[float], list[float]]:
+    """One source file's row: its 256x256 JPEG, and its RGB mean and second moment in
+    [0, 1] (for the PCA colour statistics). Raises on a file that does not decode."""
+    rgb = load_as_rgb_square(Path(path).read_bytes(), SHARD_SIZE)
+    x = rgb.reshape(-1, 3).astype(np.float32) / 255.0
+    return encode_jpeg(rgb, quality), x.mean(0).tolist(), (x.T @ x / len(x)).ravel().tolist()
+
+
 def process_batch(batch: dict[str, np.ndarray], quality: int) -> dict[str, list]:
     """Ray Data UDF: read, convert to RGB, resize, crop, re-encode; never raises on bad files."""
     out: dict[str, list] = {k: [] for k in ("image", "error", "rgb_mean", "rgb_moment")}
     for path in batch["path"]:
         try:
-            rgb = load_as_rgb_square(Path(path).read_bytes(), SHARD_SIZE)
+            image, mean, moment = convert_image(path, quality)
         except Exception as e:  # noqa: BLE001 - any failure to read is recorded, not raised
-            out["image"].append(b"")
+            image, mean, moment = b"", [0.0] * 3, [0.0] * 9
             out["error"].append(f"{type(e).__name__}: {e}".replace("\n", " ")[:300])
-            out["rgb_mean"].append([0.0] * 3)
-            out["rgb_moment"].append([0.0] * 9)
-            continue
-        x = rgb.reshape(-1, 3).astype(np.float32) / 255.0
-        out["image"].append(encode_jpeg(rgb, quality))
-        out["error"].append("")
-        out["rgb_mean"].append(x.mean(0).tolist())
-        out["rgb_moment"].append((x.T @ x / len(x)).ravel().tolist())
+        else:
+            out["error"].append("")
+        out["image"].append(image)
+        out["rgb_mean"].append(mean)
+        out["rgb_moment"].append(moment)
     return {k: batch[k] for k in ("path", "wnid", "label", "index")} | out
 
 
@@ -181,6 +185,8 @@ def run_chunk(
         {"path": im.path, "wnid": im.wnid, "label": class_index[im.wnid], "index": first_index + i}
         for i, im in enumerate(images)
     ]
+    import ray.data  # here, not at the top: the GPU check prepares data from this module without Ray
+
     blocks = max(1, min(len(records) // 32, 256))
     ds = ray.data.from_items(records, override_num_blocks=blocks)
     ds = ds.map_batches(process_batch, fn_kwargs={"quality": quality}, batch_size=32).materialize()

@@ -26,6 +26,8 @@ import pyarrow.parquet as pq
 from alexnet.data.augment import Draws, TrainAugment
 from alexnet.seeding import augment_rng, shuffle_rng
 
+SHARDS_PER_CALL = 2  # shards each training actor call reads, augments and sends as one block
+
 
 def read_row_groups(batch: dict[str, Sequence[str]], columns: list[str]) -> Iterator[pa.Table]:
     """Stream shard files one row group at a time (local paths, NFS, s3://, gs://)."""
