@@ -13,7 +13,6 @@ dropout mask, follows Ray Data's unseeded shard order.)
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 DROPOUT, AUGMENT, SHUFFLE = 1, 2, 3  # stream kinds: one seed never serves two purposes
 
@@ -27,7 +26,10 @@ def stream_seed(seed: int, kind: int, *keys: int) -> int:
 
 
 def seed_training_step(seed: int, rank: int, epoch: int) -> None:
-    """Seed torch (CPU and every GPU) for one rank's epoch: its dropout masks."""
+    """Seed torch (CPU and every GPU) for one rank's epoch: its dropout masks. (torch is
+    imported here, not above: the augmentation actors use this module and no torch.)"""
+    import torch
+
     torch.manual_seed(stream_seed(seed, DROPOUT, rank, epoch))
 
 

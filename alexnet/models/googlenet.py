@@ -11,9 +11,9 @@ convolution (the paper has none, and the LRN layers of its figure 3 are absent).
 
 from __future__ import annotations
 
-from torchvision import models as tv
+from torch import nn
 
-from alexnet.models.registry import register
+from alexnet.models.registry import register, torchvision_model
 
 AUX_LOSS_WEIGHT = 0.3
 
@@ -25,6 +25,6 @@ AUX_LOSS_WEIGHT = 0.3
           options=("dropout",), aux_loss_weight=AUX_LOSS_WEIGHT,
           recipe={"momentum": 0.9, "lr_schedule": "step", "lr_steps": tuple(range(8, 90, 8)), "lr_factor": 0.96,
                   "dropout": 0.4})
-def googlenet(num_classes: int = 1000, dropout: float = 0.4) -> tv.GoogLeNet:
-    return tv.googlenet(weights=None, num_classes=num_classes, aux_logits=True, init_weights=True,
+def googlenet(num_classes: int = 1000, dropout: float = 0.4) -> nn.Module:
+    return torchvision_model("googlenet", num_classes=num_classes, aux_logits=True, init_weights=True,
                         dropout=dropout)

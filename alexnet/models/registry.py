@@ -119,6 +119,16 @@ def build(name: str, num_classes: int = 1000, input_size: int = 0, **options: An
     return net if size == PIPELINE_CROP else ResizeInput(net, size)
 
 
+def torchvision_model(name: str, **kwargs: Any) -> nn.Module:
+    """torchvision's builder `name` with no weights (nothing is downloaded). torchvision is
+    imported here, when a network is built, not with the registry: its import brings
+    torch.compile's machinery (~1.7 s on 2 vCPUs), which every process that reads a config
+    (the jobs' drivers, the training workers) would otherwise pay for nothing."""
+    from torchvision import models
+
+    return getattr(models, name)(weights=None, **kwargs)
+
+
 def from_model_args(model_args: Mapping[str, Any]) -> nn.Module:
     """The network a checkpoint's `model_args` describe. Checkpoints written before
     networks had names hold no `arch`: they are AlexNets."""

@@ -13,9 +13,9 @@ Batch norm after every convolution and He initialisation, as the ResNet paper ha
 
 from __future__ import annotations
 
-from torchvision import models as tv
+from torch import nn
 
-from alexnet.models.registry import register
+from alexnet.models.registry import register, torchvision_model
 
 RESNET = "He, Zhang, Ren, Sun: Deep Residual Learning for Image Recognition, CVPR 2016"
 # Section 3.4: batch 256, lr 0.1 divided by 10 when the error plateaus, up to 60e4
@@ -31,40 +31,40 @@ RESNEXT_RECIPE = {**RESNET_RECIPE, "epochs": 100, "lr_schedule": "step", "lr_ste
 
 
 @register("resnet18", paper=RESNET, recipe=RESNET_RECIPE)
-def resnet18(num_classes: int = 1000) -> tv.ResNet:
-    return tv.resnet18(weights=None, num_classes=num_classes)
+def resnet18(num_classes: int = 1000) -> nn.Module:
+    return torchvision_model("resnet18", num_classes=num_classes)
 
 
 @register("resnet34", paper=RESNET, recipe=RESNET_RECIPE)
-def resnet34(num_classes: int = 1000) -> tv.ResNet:
-    return tv.resnet34(weights=None, num_classes=num_classes)
+def resnet34(num_classes: int = 1000) -> nn.Module:
+    return torchvision_model("resnet34", num_classes=num_classes)
 
 
 @register("resnet50", paper=RESNET, recipe=RESNET_RECIPE)
-def resnet50(num_classes: int = 1000) -> tv.ResNet:
-    return tv.resnet50(weights=None, num_classes=num_classes)
+def resnet50(num_classes: int = 1000) -> nn.Module:
+    return torchvision_model("resnet50", num_classes=num_classes)
 
 
 @register("resnet101", paper=RESNET, recipe=RESNET_RECIPE)
-def resnet101(num_classes: int = 1000) -> tv.ResNet:
-    return tv.resnet101(weights=None, num_classes=num_classes)
+def resnet101(num_classes: int = 1000) -> nn.Module:
+    return torchvision_model("resnet101", num_classes=num_classes)
 
 
 @register("resnet152", paper=RESNET, recipe=RESNET_RECIPE)
-def resnet152(num_classes: int = 1000) -> tv.ResNet:
-    return tv.resnet152(weights=None, num_classes=num_classes)
+def resnet152(num_classes: int = 1000) -> nn.Module:
+    return torchvision_model("resnet152", num_classes=num_classes)
 
 
 # The paper's ImageNet section does not list its optimiser settings (it builds on
 # fb.resnet.torch): the ResNet recipe, which that code's ImageNet defaults follow.
 @register("wide_resnet50_2", paper="Zagoruyko, Komodakis: Wide Residual Networks, BMVC 2016",
           recipe=RESNET_RECIPE)
-def wide_resnet50_2(num_classes: int = 1000) -> tv.ResNet:
-    return tv.wide_resnet50_2(weights=None, num_classes=num_classes)
+def wide_resnet50_2(num_classes: int = 1000) -> nn.Module:
+    return torchvision_model("wide_resnet50_2", num_classes=num_classes)
 
 
 @register("resnext50_32x4d", paper="Xie, Girshick, Dollar, Tu, He: Aggregated Residual Transformations for "
                                    "Deep Neural Networks, CVPR 2017",
           recipe=RESNEXT_RECIPE)
-def resnext50_32x4d(num_classes: int = 1000) -> tv.ResNet:
-    return tv.resnext50_32x4d(weights=None, num_classes=num_classes)
+def resnext50_32x4d(num_classes: int = 1000) -> nn.Module:
+    return torchvision_model("resnext50_32x4d", num_classes=num_classes)

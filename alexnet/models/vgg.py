@@ -12,9 +12,8 @@ project trains each network from scratch.
 from __future__ import annotations
 
 from torch import nn
-from torchvision import models as tv
 
-from alexnet.models.registry import register
+from alexnet.models.registry import register, torchvision_model
 
 PAPER = "Simonyan, Zisserman: Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"
 # Section 3.1: batch 256, momentum 0.9, weight decay 5e-4, dropout 0.5 on fc6 and fc7, lr
@@ -33,15 +32,15 @@ def init_glorot(model: nn.Module) -> nn.Module:
 
 
 @register("vgg11", paper=PAPER, options=("dropout",), recipe=RECIPE)
-def vgg11(num_classes: int = 1000, dropout: float = 0.5) -> tv.VGG:
-    return init_glorot(tv.vgg11(weights=None, num_classes=num_classes, dropout=dropout))
+def vgg11(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
+    return init_glorot(torchvision_model("vgg11", num_classes=num_classes, dropout=dropout))
 
 
 @register("vgg16", paper=PAPER, options=("dropout",), recipe=RECIPE)
-def vgg16(num_classes: int = 1000, dropout: float = 0.5) -> tv.VGG:
-    return init_glorot(tv.vgg16(weights=None, num_classes=num_classes, dropout=dropout))
+def vgg16(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
+    return init_glorot(torchvision_model("vgg16", num_classes=num_classes, dropout=dropout))
 
 
 @register("vgg19", paper=PAPER, options=("dropout",), recipe=RECIPE)
-def vgg19(num_classes: int = 1000, dropout: float = 0.5) -> tv.VGG:
-    return init_glorot(tv.vgg19(weights=None, num_classes=num_classes, dropout=dropout))
+def vgg19(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
+    return init_glorot(torchvision_model("vgg19", num_classes=num_classes, dropout=dropout))
