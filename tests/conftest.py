@@ -88,11 +88,13 @@ def data_copy(tiny_data: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained_ensemble(ray_session, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two members (seeds 0 and 1) trained for one epoch through the seed mode of the
-    sweep, then assembled: real runs that the ensemble and prediction tests share."""
+    sweep, then assembled: real runs that the ensemble and prediction tests share. They
+    are LeNet-5s: what these tests check (merging, the record, reading checkpoints back)
+    does not depend on the network, and LeNet-5's runs cost a fraction of AlexNet's."""
     from alexnet.assemble import assemble
     from alexnet.config import EnsembleConfig
 
     storage = tmp_path_factory.mktemp("ensemble-runs")
     return assemble(EnsembleConfig(data=str(tiny_data), members=2, train=True, epochs=1,
-                                   train_args="--batch-size 8 --bias-init caffe --log-every 4",
+                                   train_args="--arch lenet5 --batch-size 12 --log-every 4",
                                    name="ens-test", experiment="test-ensemble", storage=str(storage)))

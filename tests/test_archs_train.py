@@ -1,15 +1,18 @@
-"""Every registered network trains an epoch on the real pipeline's batches, and LeNet-5
-(at its own 32x32, resized on the device) trains through `jobs/train.py` itself and is
-assembled into one ensemble with an AlexNet.
+"""Every registered network trains an epoch on the real pipeline's batches, and GoogLeNet
+(its auxiliary classifiers the one training path of its own) trains through
+`jobs/train.py` itself and is assembled into one ensemble with a LeNet-5 (at its own
+32x32, resized on the device).
 
 The full networks at 224 would take minutes each on 2 CPU cores, so the networks that
 can take a smaller input get `--input-size 32` (the 224 crops resized on the device, as
 LeNet-5's are); AlexNet and ZFNet, whose classifiers need 224, train at 224. The per-network
 test runs the worker's own steps (the network, optimiser and schedule from the recipe,
 `train_one_epoch`, `evaluate`, the checkpoint's state, a member rebuilt from it) over
-batches that the Ray Data pipeline of `jobs/train.py` delivers: one Ray Train run per
-network would cost most of the suite's time budget in worker start-ups and model exports
-(the two-worker DDP path is `tests/test_train.py`'s, on AlexNet).
+batches that the Ray Data pipeline of `jobs/train.py` delivers: one Ray Train run costs
+about 30 s on 2 cores whatever the network (its actors' start-ups), so one per network
+would cost half the suite's time budget. AlexNet trains through `jobs/train.py` in
+tests/test_submit.py (two workers, submitted to a Ray head), LeNet-5 through the
+sweep's trials (the shared ensemble's members, tests/conftest.py).
 """
 
 import re
@@ -81,38 +84,50 @@ def test_every_network_trains_an_epoch_and_rebuilds_from_its_checkpoint(name: st
     x = torch.rand(2, 3, 224, 224) * 255 - 127  # the pipeline's crops, whatever the network's input
     with torch.no_grad():
         assert torch.equal(member.build()(x), model.eval()(x))
+    # A run ends by logging its network as an MLflow model through torch.export, with a
+    # dynamic batch as MLflow exports it (`tracking.log_pytorch_model`): it must trace.
+    exported = torch.export.export(model.eval(), (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    with torch.no_grad():
+        assert torch.allclose(exported.module()(x[:1]), model(x[:1]), atol=1e-4)
 
 
-def test_lenet5_trains_through_the_job_and_joins_an_alexnet_in_one_ensemble(
+def test_googlenet_trains_through_the_job_and_joins_a_lenet5_in_one_ensemble(
         ray_session, trained_ensemble, tiny_data: Path, tiny_src: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture) -> None:
-    """`python jobs/train.py --arch lenet5` (in this process), then `jobs/ensemble.py` and
-    `jobs/predict.py` over it and an AlexNet member (the shared ensemble's): each member is
-    rebuilt from its own checkpoint, so each scores as its own run did."""
-    name = f"lenet-{tmp_path.name}"
-    assert load_job("train").main(["--arch", "lenet5", "--data", str(tiny_data), "--epochs", "1", "--batch-size",
-                                   str(JOB_BATCH), "--lr", "0.01", "--storage", str(tmp_path / "runs"),
-                                   "--experiment", "test-archs", "--name", name, "--log-every", "1"]) == 0
+    """`python jobs/train.py --arch googlenet` (in this process): its paper's recipe under
+    the flags, its auxiliary losses in the Ray Train worker, an MLflow model without them;
+    then `jobs/ensemble.py` and `jobs/predict.py` over it and a LeNet-5 member (the shared
+    ensemble's, at its own 32x32): each member is rebuilt from its own checkpoint, so each
+    scores as its own run did."""
+    name = f"googlenet-{tmp_path.name}"
+    assert load_job("train").main(["--arch", "googlenet", "--input-size", "32", "--data", str(tiny_data),
+                                   "--epochs", "1", "--batch-size", str(JOB_BATCH), "--lr", "0.01",
+                                   "--storage", str(tmp_path / "runs"), "--experiment", "test-archs",
+                                   "--name", name, "--log-every", "1"]) == 0
     client = MlflowClient(tracking.tracking_uri())
-    lenet = tracking.find_run(client, client.get_experiment_by_name("test-archs").experiment_id, name)
-    run = client.get_run(lenet)
-    assert run.info.status == "FINISHED" and run.data.params["arch"] == "lenet5"
-    assert run.data.params["batch_size"] == str(JOB_BATCH) and run.data.params["lr_factor"] == "0.5"  # its recipe
-    state = ckpt.load(client.download_artifacts(lenet, "checkpoint/checkpoint.pt", str(tmp_path)), lenet)
-    assert state["model_args"] == {"arch": "lenet5", "num_classes": 3, "input_size": 32}
-    exported = mlflow.pytorch.load_model(f"runs:/{lenet}/model")  # the MLflow model takes the 224 crops too
-    assert exported(torch.zeros(2, 3, 224, 224)).shape == (2, 3)
-    assert mlflow.models.get_model_info(f"runs:/{lenet}/model").metadata["arch"] == "lenet5"
+    googlenet = tracking.find_run(client, client.get_experiment_by_name("test-archs").experiment_id, name)
+    run = client.get_run(googlenet)
+    assert run.info.status == "FINISHED" and run.data.params["arch"] == "googlenet"
+    assert run.data.params["batch_size"] == str(JOB_BATCH) and run.data.params["lr_factor"] == "0.96"  # its recipe
+    assert run.data.params["dropout"] == "0.4"
+    state = ckpt.load(client.download_artifacts(googlenet, "checkpoint/checkpoint.pt", str(tmp_path)), googlenet)
+    assert state["model_args"] == {"arch": "googlenet", "num_classes": 3, "input_size": 32, "dropout": 0.4}
+    assert any(k.startswith("net.aux1.") for k in state["model"])  # trained with its auxiliary classifiers
+    exported = mlflow.pytorch.load_model(f"runs:/{googlenet}/model")  # the MLflow model takes the 224 crops
+    assert exported(torch.zeros(2, 3, 224, 224)).shape == (2, 3)  # the main classifier alone
+    assert mlflow.models.get_model_info(f"runs:/{googlenet}/model").metadata["arch"] == "googlenet"
 
-    alexnet = trained_ensemble.member_run_ids[0]
+    lenet = trained_ensemble.member_run_ids[0]
+    lenet_args = ckpt.load(client.download_artifacts(lenet, "checkpoint/checkpoint.pt", str(tmp_path / "l")), lenet)
+    assert lenet_args["model_args"] == {"arch": "lenet5", "num_classes": 3, "input_size": 32}
     capsys.readouterr()
-    assert load_job("ensemble").main(["--data", str(tiny_data), "--runs", f"{lenet},{alexnet}",
+    assert load_job("ensemble").main(["--data", str(tiny_data), "--runs", f"{googlenet},{lenet}",
                                       "--experiment", "test-archs"]) == 0
     out = capsys.readouterr().out
-    assert "(lenet5, seed 0)" in out and "(alexnet, seed 0)" in out
+    assert "(googlenet, seed 0)" in out and "(lenet5, seed 0)" in out
     ensemble_id = re.search(r"done\. MLflow run (\w+):", out).group(1)
     ensemble = client.get_run(ensemble_id).data
-    for i, member in enumerate((lenet, alexnet), start=1):
+    for i, member in enumerate((googlenet, lenet), start=1):
         logged = client.get_run(member).data.metrics["val_top1_err"]
         assert ensemble.metrics[f"member_{i}_top1_err"] == pytest.approx(logged)
 
