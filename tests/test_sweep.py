@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 from mlflow.tracking import MlflowClient
 
 from alexnet import tracking
@@ -44,8 +45,7 @@ def test_a_sweep_stops_weak_trials_survives_a_crash_and_ctrl_c_and_resumes(
     trial's second epoch leaves the sweep unfinished; the rerun goes on from that trial's
     checkpoint, not from its start. The interrupted sweep is its own driver, as a user's
     is: the Ray Train placement group of a trial killed mid-run is only freed with its
-    driver, or by Ray Train's cleaner, which finds its cluster only when it is the
-    machine's one Ray."""
+    driver (or by Ray Train's cleaner, through the dashboard's state API)."""
     experiment = f"test-sweep-{tmp_path.name}"
     storage = tmp_path / "runs"
     train_args = "--arch lenet5 --batch-size 8 --max-failures 0 --log-every 1"
@@ -53,7 +53,9 @@ def test_a_sweep_stops_weak_trials_survives_a_crash_and_ctrl_c_and_resumes(
                "--lr-grid", "0.0001,1,1e30", "--weight-decay-grid", "0.0005", "--num-samples", "1",
                "--metric", "val_loss", "--name", "sweep", "--experiment", experiment, "--storage", str(storage),
                "--train-args", train_args]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # the driver starts its own Ray
+    # The driver joins the session's Ray, as a job joins a running cluster: when it exits
+    # (Ctrl-C), Ray frees its job's actors and placement groups with it.
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         interrupt_after_an_epoch(first, experiment)
