@@ -1,6 +1,7 @@
 """Throughput measurements, each against its own ceiling or baseline in the same run.
 
-decode  : libjpeg-turbo decode of the shards' JPEGs on one core (the ceiling)
+decode  : libjpeg-turbo decode of the shards' JPEGs on one core (the ceiling), and the batched
+          decode and crop that `--decode gpu` runs on the training device
 augment : the project's augmentation on one core, in-process (decode, crop, flip, PCA)
 augment_all_cores: the same in one process per core, all at once (what the cores deliver together)
 pipeline: the Ray Data pipeline (actors that read and augment shards, zero-copy torch batches),
@@ -64,6 +65,24 @@ def decode_per_core(jpegs: list[bytes], min_seconds: float) -> float:
             decode_jpeg(data, buffer)
         return len(jpegs)
     torch.set_num_threads(1)
+    return rate(run, min_seconds)
+
+
+def decode_batched(jpegs: list[bytes], device: torch.device, min_seconds: float, batch: int = 128) -> float:
+    """`--decode gpu`'s decode: batches of `batch` JPEGs decoded and centre-cropped on
+    `device` by the training worker's own function (`device.decode_crops`: nvJPEG on a GPU,
+    torchvision's libjpeg-turbo on a CPU, where torch's threads are the process's)."""
+    from alexnet.data.device import decode_crops
+
+    chunks = [jpegs[i:i + batch] for i in range(0, len(jpegs), batch)]
+    centre = np.full((batch, 2), 0.5)
+
+    def run() -> int:
+        for chunk in chunks:
+            images, _ = decode_crops(chunk, centre[:len(chunk)], device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return len(jpegs)
     return rate(run, min_seconds)
 
 

@@ -91,6 +91,11 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto: GPUs when the cluster has them")
     amp: bool = _f(True, "bf16 autocast on GPU (ignored on CPU)")
     channels_last: bool = _f(True, "channels-last memory layout on GPU (ignored on CPU)")
+    decode: Literal["cpu", "gpu", "auto"] = _f(
+        "cpu", "where training JPEGs are decoded and cropped: cpu (the augmentation actors); gpu (each training "
+               "worker, in batches on its device: nvJPEG on a GPU, for nodes with few CPU cores per GPU; a CPU "
+               "worker decodes on its CPU); auto (gpu where the workers are on GPUs and the cluster has fewer "
+               "than 8 CPUs per GPU)")
     compile: bool = _f(False, "torch.compile the training step (DDP included); compiling delays each worker's "
                               "start, and the gain is not measured on current code (jobs/bench.py --compile on)")
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = _f(

@@ -14,7 +14,8 @@ Each section is one function that returns plain values for the JSON file, and
 - end_to_end: the same step fed by the CPU augmentation in loader worker processes,
   img/s and `input_stall_frac` as training logs them; the loader alone; and what Ray
   would deliver, estimated from the CPU benchmark's pipeline ratio;
-- gpu_decode: the GPU-decode path, not measured yet (it does not exist yet);
+- gpu_decode: `--decode gpu`'s input path: the batched JPEG decode and crop on the device
+  alone, and the training step fed by loader workers that only read and draw;
 - correctness: a few steps' loss on the device against the CPU's, and the ten-crop
   evaluation on the validation split.
 
@@ -239,6 +240,24 @@ def step_and_end_to_end(plan: Plan, root: Path, manifest: mf.Manifest, mean: tor
     return alone, fed
 
 
+def gpu_decode(plan: Plan, root: Path, manifest: mf.Manifest, mean: torch.Tensor) -> dict[str, Any]:
+    """`--decode gpu`: the training worker's batched decode and crop on the device alone
+    (`bench.decode_batched`), then the eager step fed by `loader_workers` processes that
+    only read the shards and draw each row's crop, flip and offset (the actors' work
+    under `--decode gpu`), each batch decoded on the device before its step
+    (`device.decode_batch`): img/s end to end and `input_stall_frac`."""
+    jpegs = bench.load_jpegs(str(root), manifest, 1024)
+    alone = bench.decode_batched(jpegs, plan.device, plan.seconds, batch=plan.batch)
+    torch.manual_seed(0)
+    model = training_model().to(plan.device)
+    if plan.on_gpu:
+        model = model.to(memory_format=torch.channels_last)
+    loader = train_loader(root, manifest, plan.batch, plan.loader_workers, plan.device, decode_on_device=True)
+    fed = rate_of(timed_steps(model, optimizer_for(model), loader, plan, mean))
+    return {"measured": True, "device": str(plan.device), "batch": plan.batch,
+            "decode_img_per_sec": alone, "end_to_end": fed}
+
+
 def loader_alone(plan: Plan, root: Path, manifest: mf.Manifest) -> dict[str, Any]:
     """The loader with no step behind it, each batch copied to the device as the step
     copies it: what the CPU side delivers."""
@@ -329,8 +348,8 @@ def run(plan: Plan, write: Callable[[dict[str, Any]], None] | None = None) -> di
     result["train_step"], result["end_to_end"] = train_step_and_end_to_end(plan, root, manifest, mean)
     result["end_to_end"]["loader_alone"] = attempt("the loader alone", lambda: loader_alone(plan, root, manifest))
     result["end_to_end"]["ray_estimate"] = attempt("the Ray estimate", lambda: ray_estimate(plan, result))
-    result["gpu_decode"] = {"measured": False, "note": "not measured yet: the GPU-decode input path "
-                            "(--decode gpu, torchvision.io.decode_jpeg on the device) does not exist yet"}
+    result["gpu_decode"] = attempt("--decode gpu: decode on the device, fed by workers that only read",
+                                   lambda: gpu_decode(plan, root, manifest, mean))
     if write is not None:
         write(result)
     result["correctness"] = attempt("correctness: the device's losses against the CPU's",
@@ -377,6 +396,16 @@ def _failed(section: dict[str, Any]) -> str | None:
     return section.get("failed") or section.get("skipped") and f"skipped: {section['skipped']}"
 
 
+def gpu_decode_line(g: dict[str, Any], workers: int) -> str:
+    if _failed(g):
+        return f"Decoding on the device (`--decode gpu`): {_failed(g)}."
+    e2e = g["end_to_end"]
+    return (f"Decoding on the device (`--decode gpu`): batched decode and crop alone {_fmt(g['decode_img_per_sec'])} "
+            f"img/s on {g['device']} (batch {g['batch']}); the eager step fed by {workers} workers that only read and "
+            f"draw, each batch decoded on the device: {_fmt(e2e['img_per_sec'])} img/s, input_stall_frac "
+            f"{e2e['input_stall_frac']:.1%}.")
+
+
 def markdown(r: dict[str, Any]) -> str:
     """The section for docs/performance.md, every figure from `r`; a section that failed
     or was skipped says so in its place."""
@@ -418,7 +447,7 @@ def markdown(r: dict[str, Any]) -> str:
                  f"Through Ray Data instead (estimated: {ray['pipeline_ratio']:.2f}, the CPU benchmark's "
                  "pipeline / in-process ratio, x the in-process rate on all cores): "
                  f"{_fmt(ray['input_img_per_sec'])} img/s of input, {_fmt(ray['end_to_end_img_per_sec'])} img/s "
-                 "end to end."), "", f"GPU decode: {r['gpu_decode']['note']}.", ""]
+                 "end to end."), "", gpu_decode_line(r["gpu_decode"], env["loader_workers"]), ""]
     c = r["correctness"]
     if _failed(c):
         lines.append(f"Correctness: {_failed(c)}.")

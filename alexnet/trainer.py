@@ -55,6 +55,10 @@ def storage_uri(storage: str) -> str:
 # workers past four per core only multiply that memory (--workers 64 on 2 CPUs would get
 # 0.016 CPU each and run the machine out of memory).
 MIN_CPUS_PER_CPU_WORKER = 0.25
+# --decode auto decodes on the GPUs below this many CPUs per GPU: the augmentation actors
+# deliver ~3,400 photo-like images per second per core (docs/performance.md), and a GPU
+# trains tens of thousands.
+AUTO_DECODE_CPUS_PER_GPU = 8
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Placement:
     use_gpu: bool
     cpus_per_worker: float
     data: DataResources
+    decode_on_device: bool = False  # --decode: the training workers decode the JPEGs
 
 
 def plan_placement(cfg: TrainConfig, cluster: dict[str, float]) -> Placement:
@@ -84,7 +89,8 @@ def plan_placement(cfg: TrainConfig, cluster: dict[str, float]) -> Placement:
                         f"the cluster's {cpus:g} CPUs (with some left for the input pipeline); "
                         "lower --workers or --cpus-per-worker")
     data = plan_resources(cpus, per_worker * cfg.workers, cfg.augment_actors, cfg.augment_cpus)
-    return Placement(use_gpu, per_worker, data)
+    on_device = cfg.decode == "gpu" or (cfg.decode == "auto" and use_gpu and cpus < AUTO_DECODE_CPUS_PER_GPU * gpus)
+    return Placement(use_gpu, per_worker, data, on_device)
 
 
 def preflight(cfg: TrainConfig) -> tuple[Path, mf.Manifest]:
@@ -136,6 +142,7 @@ def run_lock(storage: str, name: str, what: str) -> AbstractContextManager[None]
 RESUME_MAY_CHANGE = frozenset({
     "epochs",  # raising it trains a run further: the documented way to continue one
     "compile", "compile_mode", "channels_last",  # the same step compiled, or in another memory layout
+    "decode",  # the same crops, decoded elsewhere (to within a JPEG decoder's rounding)
     "log_every", "max_failures",  # progress lines and the retry budget
     "device", "workers",  # another machine: the global batch (--batch-size) stays the same
     "cpus_per_worker", "threads_per_worker", "augment_actors", "augment_cpus",  # CPU shares
@@ -221,9 +228,11 @@ def _fit_locked(cfg: TrainConfig, name: str, data_root: Path, manifest: mf.Manif
     run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params, tags)
     print(f"[train] MLflow run {run_id} ({'resumed' if resumed else 'new'}) '{name}' in "
           f"experiment '{cfg.experiment}' at {uri}", flush=True)
-    print(f"[train] {cfg.workers} worker(s) on {'GPU' if placement.use_gpu else 'CPU'}, "
-          f"{placement.cpus_per_worker:g} CPU each; {placement.data.augment_actors} augmentation "
-          f"actor(s) of {placement.data.augment_cpus:g} CPU", flush=True)
+    device = "GPU" if placement.use_gpu else "CPU"
+    print(f"[train] {cfg.workers} worker(s) on {device}, {placement.cpus_per_worker:g} CPU each; "
+          f"{placement.data.augment_actors} augmentation actor(s) of {placement.data.augment_cpus:g} CPU; "
+          f"JPEGs decoded {f'by the workers, on their {device}s' if placement.decode_on_device else 'by the actors'}",
+          flush=True)
 
     clock, _clock_alive = start_epoch_clock()  # tells the augmentation actors the epoch, for their crops
     trainer = TorchTrainer(
@@ -231,7 +240,7 @@ def _fit_locked(cfg: TrainConfig, name: str, data_root: Path, manifest: mf.Manif
         train_loop_config={
             "train": asdict(cfg), "manifest": asdict(manifest), "data_root": str(data_root),
             "tracking_uri": uri, "run_id": run_id, "data_resources": asdict(placement.data),
-            "epoch_clock": clock,
+            "epoch_clock": clock, "decode_on_device": placement.decode_on_device,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.workers, use_gpu=placement.use_gpu,
@@ -241,7 +250,8 @@ def _fit_locked(cfg: TrainConfig, name: str, data_root: Path, manifest: mf.Manif
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2), callbacks=callbacks,
             worker_runtime_env={} if placement.use_gpu else {"env_vars": network_process_env()}),
-        datasets={"train": train_dataset(str(data_root), manifest, placement.data, seed=cfg.seed, clock=clock)},
+        datasets={"train": train_dataset(str(data_root), manifest, placement.data, seed=cfg.seed, clock=clock,
+                                         decode_on_device=placement.decode_on_device)},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     try:

@@ -153,7 +153,8 @@ def train_func_per_worker(config: dict[str, Any]) -> None:
         started = time.perf_counter()
         progress = StepPrinter(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch, cfg.log_every, lr, world,
                                started) if rank == 0 else None
-        batches = train_batches(train_shard, cfg.per_worker_batch, device)  # what jobs/bench.py measures
+        batches = train_batches(train_shard, cfg.per_worker_batch, device,  # what jobs/bench.py measures
+                                decode_on_device=config.get("decode_on_device", False))
         stats = train_one_epoch(step_model, optimizer, batches, device, mean, amp=cfg.amp and on_gpu,
                                 channels_last=cfg.channels_last and on_gpu, on_step=progress,
                                 read_every=cfg.log_every, aux_weight=models.get(cfg.arch).aux_loss_weight)

@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     r: dict[str, object] = {"images_in_pass": len(jpegs), "cpu_count": os.cpu_count()}
     print("[bench] decode ...", flush=True)
     r["decode_per_core"] = bench.decode_per_core(jpegs, cfg.seconds)
+    print(f"[bench] batched decode on {device} (--decode gpu) ...", flush=True)
+    r["decode_batched_img_per_sec"] = bench.decode_batched(jpegs, device, cfg.seconds)
+    r["decode_batched_device"] = str(device)
     print("[bench] augment ...", flush=True)
     r["augment_per_core"] = bench.augment_per_core(jpegs, manifest, cfg.seconds)
     print(f"[bench] augment on {cpus} cores at once ...", flush=True)
@@ -136,6 +139,9 @@ def model_figures(cfg: BenchConfig, device: torch.device) -> dict[str, object]:
 def print_table(r: dict) -> None:
     rows = [
         ("decode_per_core", f"{r['decode_per_core']:.0f} img/s", "ceiling: libjpeg-turbo, 1 core"),
+        ("decode_batched_img_per_sec", f"{r['decode_batched_img_per_sec']:.0f} img/s",
+         f"{r['decode_batched_device']}: --decode gpu's batched decode and crop, "
+         f"{r['decode_batched_img_per_sec'] / r['decode_per_core']:.2f} x decode_per_core"),
         ("augment_per_core", f"{r['augment_per_core']:.0f} img/s",
          f"{r['ratios']['augment_over_decode']:.2f} x decode"),
         ("baseline_per_worker", f"{r['baseline_per_worker']:.0f} img/s",

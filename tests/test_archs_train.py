@@ -1,7 +1,7 @@
 """Every registered network trains an epoch on the real pipeline's batches, and GoogLeNet
 (its auxiliary classifiers the one training path of its own) trains through
-`jobs/train.py` itself and is assembled into one ensemble with a LeNet-5 (at its own
-32x32, resized on the device).
+`jobs/train.py` itself, its JPEGs decoded on the worker (`--decode gpu`), and is assembled
+into one ensemble with a LeNet-5 (at its own 32x32, resized on the device).
 
 The full networks at 224 would take minutes each on 2 CPU cores, so the networks that
 can take a smaller input get `--input-size 32` (the 224 crops resized on the device, as
@@ -94,22 +94,26 @@ def test_every_network_trains_an_epoch_and_rebuilds_from_its_checkpoint(name: st
 def test_googlenet_trains_through_the_job_and_joins_a_lenet5_in_one_ensemble(
         ray_session, trained_ensemble, tiny_data: Path, tiny_src: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture) -> None:
-    """`python jobs/train.py --arch googlenet` (in this process): its paper's recipe under
-    the flags, its auxiliary losses in the Ray Train worker, an MLflow model without them;
-    then `jobs/ensemble.py` and `jobs/predict.py` over it and a LeNet-5 member (the shared
-    ensemble's, at its own 32x32): each member is rebuilt from its own checkpoint, so each
-    scores as its own run did."""
+    """`python jobs/train.py --arch googlenet --decode gpu` (in this process): its paper's
+    recipe under the flags, its auxiliary losses in the Ray Train worker, the JPEGs decoded
+    by the worker on its device (the CPU here: `--decode gpu`'s code end to end), an MLflow
+    model without the auxiliary heads; then `jobs/ensemble.py` and `jobs/predict.py` over
+    it and a LeNet-5 member (the shared ensemble's, at its own 32x32): each member is
+    rebuilt from its own checkpoint, so each scores as its own run did."""
     name = f"googlenet-{tmp_path.name}"
     assert load_job("train").main(["--arch", "googlenet", "--input-size", "32", "--data", str(tiny_data),
                                    "--epochs", "1", "--batch-size", str(JOB_BATCH), "--lr", "0.01",
                                    "--storage", str(tmp_path / "runs"), "--experiment", "test-archs",
-                                   "--name", name, "--log-every", "1"]) == 0
+                                   "--name", name, "--log-every", "1", "--decode", "gpu"]) == 0
+    assert "JPEGs decoded by the workers, on their CPUs" in capsys.readouterr().out
     client = MlflowClient(tracking.tracking_uri())
     googlenet = tracking.find_run(client, client.get_experiment_by_name("test-archs").experiment_id, name)
     run = client.get_run(googlenet)
     assert run.info.status == "FINISHED" and run.data.params["arch"] == "googlenet"
     assert run.data.params["batch_size"] == str(JOB_BATCH) and run.data.params["lr_factor"] == "0.96"  # its recipe
-    assert run.data.params["dropout"] == "0.4"
+    assert run.data.params["dropout"] == "0.4" and run.data.params["decode"] == "gpu"
+    assert run.data.metrics["bad_images"] == 0 and run.data.metrics["val_images"] == 15
+    assert run.data.metrics["train_loss"] > 0  # every training image decoded on the worker and trained on
     state = ckpt.load(client.download_artifacts(googlenet, "checkpoint/checkpoint.pt", str(tmp_path)), googlenet)
     assert state["model_args"] == {"arch": "googlenet", "num_classes": 3, "input_size": 32, "dropout": 0.4}
     assert any(k.startswith("net.aux1.") for k in state["model"])  # trained with its auxiliary classifiers

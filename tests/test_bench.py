@@ -13,7 +13,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = {"decode_per_core", "augment_per_core", "pipeline_img_per_sec", "pipeline_cpus",
+KEYS = {"decode_per_core", "decode_batched_img_per_sec", "decode_batched_device", "augment_per_core",
+        "pipeline_img_per_sec", "pipeline_cpus",
         "pipeline_first_batch_s", "pipeline_cold_img_per_sec", "baseline_per_worker", "model_step_img_per_sec",
         "pipeline_iter_torch_batches_img_per_sec", "augment_all_cores", "device", "ratios",
         "model_step_compiled_img_per_sec", "model_train_gflop_per_image", "bf16_peak_tflops", "model_step_peak_frac",
@@ -37,7 +38,10 @@ def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
                                       "pipeline_over_augment_all_cores", "train_iter_over_pipeline",
                                       "train_iter_local_shuffle_over_pipeline",
                                       "train_iter_over_train_iter_local_shuffle"}
-    assert all(v > 0 for v in (figures["decode_per_core"], figures["augment_per_core"],
+    assert figures["decode_batched_device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert "--decode gpu's batched decode and crop" in done.stdout
+    assert all(v > 0 for v in (figures["decode_per_core"], figures["decode_batched_img_per_sec"],
+                               figures["augment_per_core"],
                                figures["pipeline_img_per_sec"], figures["baseline_per_worker"],
                                figures["augment_all_cores"], figures["pipeline_train_iter_img_per_sec"],
                                figures["pipeline_train_iter_local_shuffle_img_per_sec"]))

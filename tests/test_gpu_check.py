@@ -52,13 +52,16 @@ def test_the_cpu_smoke_check_runs_every_section_without_ray_mlflow_or_simplejpeg
         assert e2e["img_per_sec"] > 0 and 0 <= e2e["input_stall_frac"] <= 1 and e2e["images"] == 4
     assert r["cpu_augment"]["augment_all_cores"] > 0 and r["cpu_augment"]["cores"] == 2
     assert r["end_to_end"]["loader_alone"]["images"] == 4
-    assert r["gpu_decode"]["measured"] is False
+    g = r["gpu_decode"]
+    assert g["measured"] and g["device"] == "cpu" and g["decode_img_per_sec"] > 0  # --decode gpu's path, on the CPU
+    assert g["end_to_end"]["images"] == 4 and 0 <= g["end_to_end"]["input_stall_frac"] <= 1
     c = r["correctness"]
     assert c["agree"] and len(c["cpu_losses"]) == len(c["device_losses"]) == 2
     assert r["ten_crop_eval"]["ok"] and r["ten_crop_eval"]["images"] == r["data"]["val_images"] == 4
     # both outputs are printed, and the Markdown says what is not measured
     assert md in done.stdout and '"train_step"' in done.stdout
-    assert "| training step alone | img/s |" in md and "not measured yet" in md and "agree within" in md
+    assert "| training step alone | img/s |" in md and "agree within" in md
+    assert "Decoding on the device (`--decode gpu`): batched decode and crop alone" in md
     assert gpucheck.problems(r) == []
     # a section that fails on the GPU machine is reported in its place, and fails the job
     r["train_step"]["modes"]["default"] = r["end_to_end"]["modes"]["default"] = {"failed": "BackendCompilerFailed: x"}

@@ -85,6 +85,17 @@ def test_four_cpu_workers_per_core_is_the_most() -> None:
     assert gpu.use_gpu and gpu.cpus_per_worker == 0.1  # a GPU worker's compute is its GPU
 
 
+@pytest.mark.parametrize("decode, cluster, on_device", [
+    ("cpu", {"CPU": 4.0, "GPU": 1.0}, False),
+    ("gpu", {"CPU": 2.0}, True),  # a CPU worker decodes on its CPU
+    ("auto", {"CPU": 4.0, "GPU": 1.0}, True),  # 4 CPUs per GPU: too few to augment for it
+    ("auto", {"CPU": 16.0, "GPU": 1.0}, False),
+    ("auto", {"CPU": 2.0}, False),  # no GPU: the actors decode
+])
+def test_where_jpegs_are_decoded(decode: str, cluster: dict, on_device: bool) -> None:
+    assert plan_placement(TrainConfig(decode=decode), cluster).decode_on_device is on_device
+
+
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     return handmade_data(tmp_path / "data")

@@ -136,6 +136,15 @@ class TrainAugment:
         return self.apply(batch["image"], batch["label"], self.draw(self.rng if rng is None else rng,
                                                                     len(batch["image"])))
 
+    def select(self, images: Sequence, labels: np.ndarray, draws: Draws) -> dict[str, np.ndarray]:
+        """The same rows and random choices as `apply`, still JPEGs: the training worker
+        decodes and crops them on its device (`--decode gpu`, `alexnet.data.device.decode_batch`),
+        which puts each crop exactly where `apply` would have cut it."""
+        jpegs = np.empty(len(images), dtype=object)
+        jpegs[:] = [bytes(im) for im in images]  # out of the shard's Arrow buffer, into the block
+        return {"jpeg": jpegs, "origin": draws.origin, "label": np.asarray(labels).astype(np.int64),
+                "offset": draws.offset, "flip": draws.flip}
+
     def apply(self, images: Sequence, labels: np.ndarray, draws: Draws) -> dict[str, np.ndarray]:
         """Decode `images` and cut each one's crop; the batch the device finishes."""
         n = len(images)

@@ -29,6 +29,7 @@ import torch
 
 from alexnet.data import manifest as mf
 from alexnet.data.augment import eval_batch
+from alexnet.data.device import decode_batch
 from alexnet.data.images import SHARD_SIZE
 from alexnet.data.layout import SourceImage, find_images
 from alexnet.data.prepare import MIN_IMAGES_FOR_OWN_PCA, PARQUET_ENCODING, SHUFFLE_SEED, convert_image
@@ -119,7 +120,7 @@ def rebatch(blocks: Iterator[dict[str, np.ndarray]], batch: int) -> Iterator[dic
     pending: list[dict[str, np.ndarray]] = []
     have = 0
     for block in blocks:
-        n = len(block["image"])
+        n = len(block["label"])
         if n == batch and not pending:
             yield block
             continue
@@ -138,20 +139,23 @@ class TrainStream(torch.utils.data.IterableDataset):
     call does; the epochs' calls form one endless sequence, of which worker k of n
     augments calls k, k + n, ... with the actors' code (`ShardsAugment`: the seeded crops
     of each row group, the call's rows shuffled), so every worker stays busy whatever
-    the number of shards."""
+    the number of shards. With `decode` off the workers send JPEGs and their random
+    choices, as the actors do for `--decode gpu` (the JPEGs stay a numpy array of bytes)."""
 
-    def __init__(self, paths: list[str], manifest: mf.Manifest, batch: int, seed: int = 0) -> None:
-        self.paths, self.batch, self.seed = paths, batch, seed
+    def __init__(self, paths: list[str], manifest: mf.Manifest, batch: int, seed: int = 0,
+                 decode: bool = True) -> None:
+        self.paths, self.batch, self.seed, self.decode = paths, batch, seed, decode
         self.eigval, self.eigvec = manifest.pca_eigval, manifest.pca_eigvec
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor | np.ndarray]]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        aug = ShardsAugment(self.eigval, self.eigvec, seed=self.seed, out_rows=self.batch)  # in this process
+        aug = ShardsAugment(self.eigval, self.eigvec, seed=self.seed, out_rows=self.batch,  # in this process
+                            decode=self.decode)
         blocks = (block for epoch, call in itertools.islice(self.calls(), worker, None, workers)
                   for block in aug.augment_shards(call, epoch))
         for batch in rebatch(blocks, self.batch):
-            yield {k: torch.from_numpy(v) for k, v in batch.items()}
+            yield {k: v if v.dtype == object else torch.from_numpy(v) for k, v in batch.items()}
 
     def calls(self) -> Iterator[tuple[int, list[str]]]:
         """(epoch, the call's shard paths), epoch after epoch."""
@@ -162,14 +166,18 @@ class TrainStream(torch.utils.data.IterableDataset):
 
 
 def train_loader(root: str | Path, manifest: mf.Manifest, batch: int, workers: int, device: torch.device,
-                 seed: int = 0, prefetch: int = 4) -> Iterator[dict[str, torch.Tensor]]:
+                 seed: int = 0, prefetch: int = 4, decode_on_device: bool = False) -> Iterator[dict[str, torch.Tensor]]:
     """Endless training batches from `workers` processes (0: in this process), in pinned
     memory when `device` is a GPU, so that the step's copies to it do not wait. Workers
-    are forked: they never touch the GPU, and start in a moment."""
+    are forked: they never touch the GPU, and start in a moment. With `decode_on_device`
+    the workers only read and draw, and each batch is decoded and cropped on `device`
+    here, as a training worker does with `--decode gpu` (`device.decode_batch`)."""
     loader = torch.utils.data.DataLoader(
-        TrainStream(manifest.shard_paths(str(root), "train"), manifest, batch, seed), batch_size=None,
-        num_workers=workers, pin_memory=device.type == "cuda", prefetch_factor=prefetch if workers else None,
-        multiprocessing_context="fork" if workers else None)
+        TrainStream(manifest.shard_paths(str(root), "train"), manifest, batch, seed, decode=not decode_on_device),
+        batch_size=None, num_workers=workers, pin_memory=device.type == "cuda" and not decode_on_device,
+        prefetch_factor=prefetch if workers else None, multiprocessing_context="fork" if workers else None)
+    if decode_on_device:
+        return (decode_batch(b, device) for b in loader)
     return iter(loader)
 
 

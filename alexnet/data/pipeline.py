@@ -119,10 +119,12 @@ def shards_per_call(shards: int, actors: int) -> int:
 
 
 def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int | None = None,
-                  clock: str | None = None, shuffle_rows: bool = True) -> Dataset:
+                  clock: str | None = None, shuffle_rows: bool = True, decode_on_device: bool = False) -> Dataset:
     """Shards in a new random order each epoch, `SHARDS_PER_CALL` per actor call, each
     call's crops one block, its rows in a seeded random order (`shuffle_rows`; off only
-    for the benchmark's comparison with the local shuffle buffer that it replaced).
+    for the benchmark's comparison with the local shuffle buffer that it replaced). With
+    `decode_on_device` the actors send the rows' JPEGs and random choices instead of
+    crops, for `train_batches` to decode on the training device (`--decode gpu`).
 
     Ray's cost per block (the driver's bookkeeping, the raylet, creating and sealing the
     object, the streaming generator's report) is fixed, ~9 ms of CPU on 2 vCPUs
@@ -134,7 +136,7 @@ def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int |
     ds = shard_paths_dataset(paths, shuffle=True).map_batches(
         ShardAugment,
         fn_constructor_kwargs={"eigval": manifest.pca_eigval, "eigvec": manifest.pca_eigvec, "seed": seed,
-                              "clock": clock, "shuffle": shuffle_rows},
+                              "clock": clock, "shuffle": shuffle_rows, "decode": not decode_on_device},
         compute=ActorPoolStrategy(size=res.augment_actors, max_tasks_in_flight_per_actor=CALLS_IN_FLIGHT),
         num_cpus=res.augment_cpus,
         batch_size=shards_per_call(len(paths), res.augment_actors),
@@ -144,7 +146,7 @@ def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int |
 
 
 def train_batches(source: Dataset | DataIterator, batch_size: int, device: torch.device | str = "cpu",
-                  local_shuffle_batches: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+                  local_shuffle_batches: int = 0, decode_on_device: bool = False) -> Iterator[dict[str, torch.Tensor]]:
     """The iterator every training worker runs its epoch over, and the one the benchmark
     measures (`jobs/bench.py`'s `pipeline_train_iter_img_per_sec`): batches of exactly
     `batch_size` rows on `device`, `TRAIN_PREFETCH_BATCHES` ahead.
@@ -152,7 +154,15 @@ def train_batches(source: Dataset | DataIterator, batch_size: int, device: torch
     No local shuffle buffer: the actors already send each call's rows in a random order
     (`alexnet.data.shards`), and a buffer would gather every image into fresh host memory
     once more. `local_shuffle_batches` brings one of that many batches back, for the
-    benchmark's comparison."""
+    benchmark's comparison. With `decode_on_device` (a `train_dataset` of the same
+    setting) each batch's JPEGs are decoded and cropped on `device` here
+    (`alexnet.data.device.decode_batch`)."""
+    if decode_on_device:
+        from alexnet.data.device import decode_batch
+
+        numpy_batches = source.iter_batches(batch_size=batch_size, drop_last=True, batch_format="numpy",
+                                            prefetch_batches=TRAIN_PREFETCH_BATCHES)
+        return (decode_batch(b, device) for b in numpy_batches)
     return source.iter_torch_batches(
         batch_size=batch_size, drop_last=True, device=device, prefetch_batches=TRAIN_PREFETCH_BATCHES,
         local_shuffle_buffer_size=local_shuffle_batches * batch_size or None)

@@ -63,11 +63,14 @@ class ShardsAugment(TrainAugment):
     epoch, the call's first image): they differ between epochs and are the same whenever
     that epoch is run again, whichever process gets the shards, and shuffling never
     changes an image's crop. Without a seed, both come from fresh OS entropy. With
-    `shuffle` off the rows leave in the shards' order."""
+    `shuffle` off the rows leave in the shards' order. With `decode` off the rows leave
+    as JPEGs with their random choices (`TrainAugment.select`), for the training worker
+    to decode on its device (`--decode gpu`): the same rows, order and crops."""
 
-    def __init__(self, *args, shuffle: bool = True, **kwargs) -> None:
+    def __init__(self, *args, shuffle: bool = True, decode: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.shuffle = shuffle
+        self.finish = self.apply if decode else self.select
 
     def augment_shards(self, paths: Sequence[str], epoch: int = 0) -> Iterator[dict[str, np.ndarray]]:
         images: list[memoryview] = []
@@ -92,4 +95,4 @@ class ShardsAugment(TrainAugment):
             order = (self.rng if self.seed is None else shuffle_rng(self.seed, epoch, first)).permutation(n)
         for start in range(0, n, self.out_rows):
             rows = order[start:start + self.out_rows]
-            yield self.apply([images[i] for i in rows.tolist()], label[rows], drawn[rows])
+            yield self.finish([images[i] for i in rows.tolist()], label[rows], drawn[rows])
