@@ -79,12 +79,27 @@ class TrainConfig:
     norm_decay: bool = _f(True, "apply weight decay to normalisation layers' scales (batch norm); their biases "
                                 "follow --bias-decay")
     grouped: bool = _f(True, "alexnet: conv2/4/5 in two groups, the paper's two-GPU split")
-    lrn: Literal["paper", "cuda-convnet"] = _f(
-        "paper", "alexnet, zfnet: LRN alpha convention: the paper's formula, or cuda-convnet's alpha/n")
+    lrn: Literal["paper", "cuda-convnet", "none"] = _f(
+        "paper", "alexnet, zfnet: LRN alpha convention: the paper's formula, or cuda-convnet's alpha/n; none "
+                 "leaves LRN out (section 3.3's ablation)")
+    activation: Literal["relu", "tanh"] = _f(
+        "relu", "alexnet: the non-linearity of every layer: relu (section 3.1) or tanh (the saturating unit of "
+                "its figure 1)")
+    pooling: Literal["overlapping", "plain"] = _f(
+        "overlapping", "alexnet: max pooling over 3x3 windows at stride 2 (overlapping, section 3.4) or 2x2 at "
+                       "stride 2 (plain, the non-overlapping pooling it compares with)")
+    remove_conv: int = _f(0, "alexnet: leave out conv3 or conv4, the next layer reading the maps before it "
+                             "(section 7: removing a middle layer costs about 2 points of top-1; 0 = none)")
+    kernels: Literal["full", "half"] = _f(
+        "full", "alexnet: half: section 3.2's one-GPU net, half the kernels in conv1-4 (conv5 and the fully "
+                "connected layers kept, its footnote); use it with --no-grouped")
     bias_init: Literal["paper", "caffe"] = _f(
         "paper", "alexnet: biases of conv2/4/5, fc6/7: 1 (paper) or 0.1 (Caffe, trains more reliably)")
     dropout: float = _f(0.5, "dropout probability on the outputs of fc6 and fc7 (section 4.2; vgg, zfnet alike); "
                              "googlenet: before its classifier")
+    pca_std: float = _f(0.1, "std of the PCA colour jitter's alpha (section 4.1: 0.1; 0 = no jitter)")
+    crop_flip: bool = _f(True, "random 224 crops and horizontal flips (section 4.1); off: the centre crop, "
+                               "never mirrored (--no-crop-flip)")
     eval_crop: Literal["center", "ten"] = _f("center", "validation: centre 224 crop, or 10 crops averaged")
     seed: int = _f(0, "seed of the run: the initialisation, each rank's and epoch's dropout masks, each "
                       "epoch's crops, flips and colour jitter")
@@ -129,6 +144,8 @@ class TrainConfig:
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, f"--weight-decay must be non-negative, got {self.weight_decay}"),
             (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
+            (self.remove_conv in (0, 3, 4), f"--remove-conv must be 0 (none), 3 or 4, got {self.remove_conv}"),
+            (self.pca_std >= 0, f"--pca-std must be non-negative (0 = no jitter), got {self.pca_std}"),
             (self.lr_patience >= 1, f"--lr-patience must be at least 1, got {self.lr_patience}"),
             (self.lr_max_drops >= 0, f"--lr-max-drops must be non-negative (0 = no limit), got {self.lr_max_drops}"),
             (self.bias_lr_mult >= 0, f"--bias-lr-mult must be non-negative, got {self.bias_lr_mult}"),

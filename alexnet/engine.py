@@ -28,6 +28,7 @@ class EpochStats:
     loss_sum: float = 0.0  # summed over valid images
     images: int = 0  # valid images trained on
     bad_images: int = 0  # rows that failed to decode, left out of the loss
+    correct: int = 0  # valid images whose top-1 class was right, as the step saw them (dropout, augmentation)
     wait_s: float = 0.0  # time spent waiting for the next batch
     total_s: float = 0.0
 
@@ -41,10 +42,11 @@ def autocast(device: torch.device, amp: bool):
 
 def step_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor,
               device: torch.device, amp: bool, aux_weight: float = 0.0,
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(mean loss over the valid rows, summed loss, valid rows), all on the device: nothing
-    here waits for the host, so the step runs as one graph (`torch.compile(fullgraph=True)`
-    traces it) and a GPU is never stalled by a read-back.
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean loss over the valid rows, summed loss, valid rows, valid rows whose top-1
+    class is right), all on the device: nothing here waits for the host, so the step runs
+    as one graph (`torch.compile(fullgraph=True)` traces it) and a GPU is never stalled
+    by a read-back. The last is the training error the paper's figure 1 plots.
 
     A network with auxiliary classifiers (GoogLeNet) returns ``(logits, *aux_logits)`` in
     training; each auxiliary loss is added at `aux_weight` (its registry entry's)."""
@@ -59,7 +61,8 @@ def step_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, valid: torch.T
     per_image = per_image * valid
     n_valid = valid.sum()
     summed = per_image.sum()
-    return summed / n_valid.clamp(min=1), summed.detach(), n_valid
+    correct = ((logits.detach().argmax(1) == y) & valid).sum()
+    return summed / n_valid.clamp(min=1), summed.detach(), n_valid, correct
 
 
 def train_one_epoch(
@@ -76,6 +79,7 @@ def train_one_epoch(
     stats = EpochStats()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_valid = torch.zeros((), dtype=torch.int64, device=device)
+    n_correct = torch.zeros((), dtype=torch.int64, device=device)
     rows = 0
     start = tick = time.perf_counter()
     step = -1
@@ -86,27 +90,30 @@ def train_one_epoch(
         x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         y = batch["label"].to(device, non_blocking=True)
         valid = batch["valid"].to(device, non_blocking=True)
-        loss, summed, n = step_loss(model, x, y, valid, device, amp, aux_weight)
+        loss, summed, n, correct = step_loss(model, x, y, valid, device, amp, aux_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # every rank steps, even on an all-invalid batch, to keep DDP in step
         optimizer.step()
         loss_sum += summed
         n_valid += n
+        n_correct += correct
         rows += len(valid)
         if (step + 1) % read_every == 0:
-            read_stats(stats, loss_sum, n_valid, rows, step)
+            read_stats(stats, loss_sum, n_valid, n_correct, rows, step)
             if on_step is not None:
                 on_step(step, stats)
         tick = time.perf_counter()
-    read_stats(stats, loss_sum, n_valid, rows, step)
+    read_stats(stats, loss_sum, n_valid, n_correct, rows, step)
     stats.total_s = time.perf_counter() - start
     return stats
 
 
-def read_stats(stats: EpochStats, loss_sum: torch.Tensor, n_valid: torch.Tensor, rows: int, step: int) -> None:
+def read_stats(stats: EpochStats, loss_sum: torch.Tensor, n_valid: torch.Tensor, n_correct: torch.Tensor,
+               rows: int, step: int) -> None:
     """Copy the device's running sums into `stats` (one synchronisation), or stop a run
     whose loss is no longer finite."""
-    stats.loss_sum, stats.images = float(loss_sum), int(n_valid)
+    sums = torch.stack([loss_sum, n_valid.double(), n_correct.double()]).tolist()
+    stats.loss_sum, stats.images, stats.correct = sums[0], int(sums[1]), int(sums[2])
     stats.bad_images = rows - stats.images
     if not math.isfinite(stats.loss_sum):
         raise Diverged(f"training loss is {stats.loss_sum} by step {step + 1}; lower --lr "

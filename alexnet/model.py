@@ -6,6 +6,13 @@ Two choices the paper leaves open are fixed here and documented in docs/model.md
   paper describes give the 55x55 maps of its figure 2.
 * LRN as written in the paper's equation (alpha multiplies the plain sum of squares).
   Krizhevsky's own cuda-convnet code divides alpha by n; `lrn="cuda-convnet"` gives that.
+
+The paper argues for each design choice with a measured difference; each has a switch
+here, off the paper's default, so that its ablations can be rerun (docs/ablations.md):
+the non-linearity (section 3.1), LRN (3.3), overlapping pooling (3.4), the depth
+(section 7: a middle convolutional layer left out) and the one-GPU net with half the
+kernels (3.2). A switch keeps the layers' places in `features`, so every variant's
+checkpoint keys name the same layers.
 """
 
 from __future__ import annotations
@@ -16,8 +23,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-LRNConvention = Literal["paper", "cuda-convnet"]
+LRNConvention = Literal["paper", "cuda-convnet", "none"]
 BiasInit = Literal["paper", "caffe"]
+Activation = Literal["relu", "tanh"]
+Pooling = Literal["overlapping", "plain"]
+Kernels = Literal["full", "half"]
 
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 
@@ -77,29 +87,51 @@ class LocalResponseNorm(nn.Module):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
-def local_response_norm(convention: LRNConvention = "paper") -> LocalResponseNorm:
+def local_response_norm(convention: LRNConvention = "paper") -> nn.Module:
     """Section 3.3's normalisation. The paper's equation multiplies the plain sum of
-    squares by alpha; Krizhevsky's cuda-convnet code divides alpha by n."""
+    squares by alpha; Krizhevsky's cuda-convnet code divides alpha by n; "none" leaves it
+    out (the ablation of its claimed 1.4 / 1.2 points)."""
     if convention == "paper":
         return LocalResponseNorm(alpha=LRN_ALPHA)
     if convention == "cuda-convnet":
         return LocalResponseNorm(alpha=LRN_ALPHA / LRN_SIZE)
-    raise ValueError(f"lrn must be 'paper' or 'cuda-convnet', got {convention!r}")
+    if convention == "none":
+        return nn.Identity()
+    raise ValueError(f"lrn must be 'paper', 'cuda-convnet' or 'none', got {convention!r}")
 
 
-def paper_classifier(num_classes: int, dropout: float) -> nn.Sequential:
-    """fc6-fc8 over pool5's 256x6x6 maps, AlexNet's and ZFNet's alike.
+def activation_layer(activation: Activation = "relu") -> nn.Module:
+    """Section 3.1: ReLU, the non-saturating unit, or tanh, the saturating one whose
+    training error falls six times more slowly in its figure 1."""
+    if activation == "relu":
+        return nn.ReLU(inplace=True)
+    if activation == "tanh":
+        return nn.Tanh()
+    raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
+
+
+def max_pool(pooling: Pooling = "overlapping", ceil_mode: bool = False) -> nn.MaxPool2d:
+    """Section 3.4: 3x3 windows at stride 2 overlap; "plain" is the 2x2 at stride 2 it
+    compares them with (the same output sizes: 55 -> 27 -> 13 -> 6)."""
+    if pooling not in ("overlapping", "plain"):
+        raise ValueError(f"pooling must be 'overlapping' or 'plain', got {pooling!r}")
+    return nn.MaxPool2d(kernel_size=3 if pooling == "overlapping" else 2, stride=2, ceil_mode=ceil_mode)
+
+
+def paper_classifier(num_classes: int, dropout: float, activation: Activation = "relu",
+                     in_maps: int = 256) -> nn.Sequential:
+    """fc6-fc8 over pool5's `in_maps` x 6 x 6 maps, AlexNet's and ZFNet's alike.
 
     Section 4.2: dropout on the outputs of fc6 and fc7, after their ReLU, as in Caffe's
     bvlc_alexnet; pool5 is never dropped (torchvision's layout drops pool5 and fc6 and
     leaves fc7 intact). Named layers, so a checkpoint's keys say which layer they are."""
     return nn.Sequential(OrderedDict(
         flatten=nn.Flatten(),
-        fc6=nn.Linear(256 * 6 * 6, 4096),
-        relu6=nn.ReLU(inplace=True),
+        fc6=nn.Linear(in_maps * 6 * 6, 4096),
+        relu6=activation_layer(activation),
         drop6=nn.Dropout(dropout),
         fc7=nn.Linear(4096, 4096),
-        relu7=nn.ReLU(inplace=True),
+        relu7=activation_layer(activation),
         drop7=nn.Dropout(dropout),
         fc8=nn.Linear(4096, num_classes),
     ))
@@ -111,6 +143,13 @@ class AlexNet(nn.Module):
     `grouped=True` is the paper's network (60,965,224 parameters for 1000 classes):
     conv2, conv4 and conv5 only see the kernel maps of their own half. `grouped=False`
     is the common single-device variant (62,378,344 parameters).
+
+    The ablation switches, each off the paper's default: `activation` "tanh" (section
+    3.1), `lrn` "none" (3.3), `pooling` "plain" (2x2 windows, 3.4), `remove_conv` 3 or 4
+    (a middle layer left out, section 7; the next layer then reads the maps before it),
+    and `kernels` "half": the one-GPU net of section 3.2, with half the kernels in conv1
+    to conv4 and conv5 and the fully connected layers kept, as its footnote says (pass
+    `grouped=False` with it: one GPU has no split).
     """
 
     def __init__(
@@ -120,27 +159,42 @@ class AlexNet(nn.Module):
         lrn: LRNConvention = "paper",
         bias_init: BiasInit = "paper",
         dropout: float = 0.5,
+        activation: Activation = "relu",
+        pooling: Pooling = "overlapping",
+        remove_conv: int = 0,
+        kernels: Kernels = "full",
     ) -> None:
         super().__init__()
+        if remove_conv not in (0, 3, 4):
+            raise ValueError(f"remove_conv must be 0 (none), 3 or 4, got {remove_conv}")
+        if kernels not in ("full", "half"):
+            raise ValueError(f"kernels must be 'full' or 'half', got {kernels!r}")
         g = 2 if grouped else 1
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=2),  # conv1 -> 55x55
-            nn.ReLU(inplace=True),
-            local_response_norm(lrn),
-            nn.MaxPool2d(kernel_size=3, stride=2),  # -> 27x27
-            nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=g),  # conv2
-            nn.ReLU(inplace=True),
-            local_response_norm(lrn),
-            nn.MaxPool2d(kernel_size=3, stride=2),  # -> 13x13
-            nn.Conv2d(256, 384, kernel_size=3, padding=1),  # conv3 sees both halves
-            nn.ReLU(inplace=True),
-            nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=g),  # conv4
-            nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=g),  # conv5
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),  # -> 6x6
+        c1, c2, c3, c4 = (96, 256, 384, 384) if kernels == "full" else (48, 128, 192, 192)
+        c4_in = c2 if remove_conv == 3 else c3
+        c5_in = c4_in if remove_conv == 4 else c4
+        conv3 = nn.Conv2d(c2, c3, kernel_size=3, padding=1)  # conv3 sees both halves
+        conv4 = nn.Conv2d(c4_in, c4, kernel_size=3, padding=1, groups=g)
+        # Named by role, for the initialisation; the layers are registered in `features`.
+        self.convs = OrderedDict(
+            conv1=nn.Conv2d(3, c1, kernel_size=11, stride=4, padding=2),  # -> 55x55
+            conv2=nn.Conv2d(c1, c2, kernel_size=5, padding=2, groups=g),
+            conv3=conv3 if remove_conv != 3 else None,
+            conv4=conv4 if remove_conv != 4 else None,
+            conv5=nn.Conv2d(c5_in, 256, kernel_size=3, padding=1, groups=g),
         )
-        self.classifier = paper_classifier(num_classes, dropout)
+
+        def unit(conv: nn.Module | None) -> list[nn.Module]:  # a conv and its non-linearity, or two placeholders
+            return [conv, activation_layer(activation)] if conv is not None else [nn.Identity(), nn.Identity()]
+
+        self.features = nn.Sequential(
+            *unit(self.convs["conv1"]), local_response_norm(lrn), max_pool(pooling),  # -> 27x27
+            *unit(self.convs["conv2"]), local_response_norm(lrn), max_pool(pooling),  # -> 13x13
+            *unit(self.convs["conv3"]),
+            *unit(self.convs["conv4"]),
+            *unit(self.convs["conv5"]), max_pool(pooling),  # -> 6x6
+        )
+        self.classifier = paper_classifier(num_classes, dropout, activation)
         init_paper_weights(self, bias_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,14 +210,13 @@ def init_paper_weights(model: AlexNet, bias_init: BiasInit = "paper") -> None:
     """
     if bias_init not in ("paper", "caffe"):
         raise ValueError(f"bias_init must be 'paper' or 'caffe', got {bias_init!r}")
-    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-    fcs = [m for m in model.classifier if isinstance(m, nn.Linear)]
-    one_biased = {id(convs[i]) for i in (1, 3, 4)} | {id(fcs[0]), id(fcs[1])}
+    fcs = [model.classifier.fc6, model.classifier.fc7, model.classifier.fc8]
+    one_biased = [model.convs[c] for c in ("conv2", "conv4", "conv5")] + fcs[:2]
     positive_bias = 1.0 if bias_init == "paper" else 0.1
-    for layer in convs + fcs:
-        std = 0.005 if bias_init == "caffe" and layer in fcs[:2] else 0.01
+    for layer in [c for c in model.convs.values() if c is not None] + fcs:
+        std = 0.005 if bias_init == "caffe" and any(layer is f for f in fcs[:2]) else 0.01
         nn.init.normal_(layer.weight, mean=0.0, std=std)
-        nn.init.constant_(layer.bias, positive_bias if id(layer) in one_biased else 0.0)
+        nn.init.constant_(layer.bias, positive_bias if any(layer is b for b in one_biased) else 0.0)
 
 
 def count_parameters(model: nn.Module) -> int:

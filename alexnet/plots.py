@@ -1,6 +1,6 @@
-"""Pictures people would rather look at than read: a run's training curves, a sweep's
-trials side by side, an ensemble's error as members are added, a comparison's variants
-against their training time."""
+"""Pictures people would rather look at than read: a run's training curves and its first
+layer's kernels, a sweep's trials side by side, an ensemble's error as members are added,
+a comparison's variants against their training time, an ablation study's overfitting."""
 
 from __future__ import annotations
 
@@ -77,4 +77,22 @@ def comparison_curves(curves: Mapping[str, tuple[list[float], list[float]]], pat
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    return save(fig, path)
+
+
+def ablation_curves(curves: Mapping[str, tuple[list[float], list[float]]], path: str | Path,
+                    title: str = "") -> Path:
+    """Training (dashed) and validation (solid) top-1 error by epoch, one colour per
+    variant (``{variant: (train_errors, val_errors)}``): a variant that overfits has its
+    validation line far above its training line."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (variant, (train, val)) in enumerate(curves.items()):
+        colour = f"C{i % 10}"
+        ax.plot(range(1, len(val) + 1), val, marker="o", color=colour, label=variant)
+        if train:
+            ax.plot(range(1, len(train) + 1), train, linestyle="--", color=colour)
+    ax.set(xlabel="epoch", ylabel="top-1 error (%): validation solid, training dashed",
+           title=title or "ablations")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", ncol=2)
     return save(fig, path)

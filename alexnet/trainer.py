@@ -251,7 +251,8 @@ def _fit_locked(cfg: TrainConfig, name: str, data_root: Path, manifest: mf.Manif
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2), callbacks=callbacks,
             worker_runtime_env={} if placement.use_gpu else {"env_vars": network_process_env()}),
         datasets={"train": train_dataset(str(data_root), manifest, placement.data, seed=cfg.seed, clock=clock,
-                                         decode_on_device=placement.decode_on_device)},
+                                         decode_on_device=placement.decode_on_device, pca_std=cfg.pca_std,
+                                         crop_flip=cfg.crop_flip)},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     try:

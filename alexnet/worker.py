@@ -61,11 +61,12 @@ def epoch_metrics(train: EpochStats, counts: torch.Tensor, lr: float, epoch_s: f
     their denominator is every validation image of the source, and the images that
     preparation could not decode (`val_skipped`, from the manifest) count as errors, as
     do the rows that fail to decode now (`bad_images`)."""
-    loss_sum, images, bad, wait_s, total_s, c1, c5, n_val, bad_val, val_loss_sum = all_reduce_sum(
-        [train.loss_sum, train.images, train.bad_images, train.wait_s, train.total_s,
+    loss_sum, images, correct, bad, wait_s, total_s, c1, c5, n_val, bad_val, val_loss_sum = all_reduce_sum(
+        [train.loss_sum, train.images, train.correct, train.bad_images, train.wait_s, train.total_s,
          *counts.tolist()], device)
     return {
         "train_loss": loss_sum / max(images, 1),
+        "train_top1_err": error_percent(correct, images),
         "val_top1_err": error_percent(c1, n_val + val_skipped),
         "val_top5_err": error_percent(c5, n_val + val_skipped),
         "val_loss": val_loss_sum / max(n_val - bad_val, 1),

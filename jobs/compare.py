@@ -7,8 +7,13 @@ CSV) and a plot of validation error against training time, one line per network.
     python jobs/compare.py --preset digits                # make compare: 5 networks on the demo data, 2 CPUs
     python jobs/compare.py --data /data/imagenet-shards --archs alexnet,vgg16,resnet50 \\
         --train-args "--workers 8" --epochs 10
+    python jobs/compare.py --preset ablations             # make ablations: the paper's ablations on the demo data
+    python jobs/compare.py --data /data/imagenet-shards --ablations no-lrn,plain-pooling,ten-crops \\
+        --train-args "--workers 8" --epochs 90
 
-Each network trains as `jobs/train.py --arch NAME` would (its paper's recipe, under
+With --ablations the variants are the paper's AlexNet and its ablations (docs/ablations.md),
+and the report adds each one's difference from the paper's network beside the paper's
+claimed difference. Each network trains as `jobs/train.py --arch NAME` would (its paper's recipe, under
 --train-preset, --train-args and --variant-args), one after another. Rerunning with the
 same --name skips the networks that finished and resumes the others from their last
 epoch checkpoint.
@@ -24,9 +29,9 @@ from alexnet.compare import (
     CompareConfig,
     arch_list,
     arch_list_table,
-    arch_variants,
     compare,
     variant_config,
+    variants_of,
     write_arch_list,
 )
 from alexnet.ray_setup import init_ray
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"[compare] config:\n{cli.describe(cfg)}", flush=True)
     cfg = replace(cfg, name=cfg.name or default_name("compare"))
-    variants = arch_variants(cfg)
+    variants = variants_of(cfg)
     for variant in variants:  # bad flags, data, tracking server or storage fail before Ray starts
         preflight(variant_config(cfg, variant, cfg.name))
     with run_lock(cfg.storage, cfg.name, "comparison"):  # a second comparison of this name is refused at once

@@ -150,12 +150,15 @@ def test_weights_of_an_older_layout_or_another_network_are_named_not_a_traceback
 
 
 def test_a_checkpoint_from_before_arch_rebuilds_as_the_alexnet_it_is(tmp_path: Path) -> None:
-    """model_args written before networks had names (no `arch`, no `input_size`) are an
-    AlexNet's: every loader (resume, ensemble members, predict, the MLflow model) rebuilds
-    it through `models.from_model_args`, weights and all."""
+    """model_args written before networks had names (no `arch`, no `input_size`) and before
+    the ablation switches (no `activation`, `pooling`, `remove_conv`, `kernels`) are an
+    AlexNet's with the paper's layers: every loader (resume, ensemble members, predict, the
+    MLflow model) rebuilds it through `models.from_model_args`, weights and all."""
     cfg = TrainConfig(bias_init="caffe", grouped=False)
     model, state = trained_state(cfg)
-    old_args = {k: v for k, v in state["model_args"].items() if k not in ("arch", "input_size")}
+    assert {k: state["model_args"][k] for k in ("activation", "pooling", "remove_conv", "kernels")} == {
+        "activation": "relu", "pooling": "overlapping", "remove_conv": 0, "kernels": "full"}
+    old_args = {k: state["model_args"][k] for k in ("num_classes", "grouped", "lrn", "bias_init", "dropout")}
     assert old_args == {"num_classes": 3, "grouped": False, "lrn": "paper", "bias_init": "caffe", "dropout": 0.5}
     save_checkpoint(str(tmp_path), {**state, "model_args": old_args})
     back = load_checkpoint(ray.train.Checkpoint.from_directory(str(tmp_path)))

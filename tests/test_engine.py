@@ -205,12 +205,14 @@ def test_epoch_statistics_read_once_per_interval_are_exact() -> None:
     torch.manual_seed(0)
     model, mean, batches = Tiny(), torch.tensor([120.0, 110.0, 100.0]), synthetic_batches(5)
     with torch.no_grad():
-        expected = sum(float((nn.functional.cross_entropy(
-            model(to_input(b["image"], mean, b["offset"], b["flip"])), b["label"], reduction="none")
-            * b["valid"]).sum()) for b in batches)
+        logits = [model(to_input(b["image"], mean, b["offset"], b["flip"])) for b in batches]
+        expected = sum(float((nn.functional.cross_entropy(z, b["label"], reduction="none") * b["valid"]).sum())
+                       for z, b in zip(logits, batches, strict=True))
+        right = sum(int(((z.argmax(1) == b["label"]) & b["valid"]).sum()) for z, b in zip(logits, batches, strict=True))
     seen: list[tuple[int, int, int]] = []
     stats = train_one_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), batches, torch.device("cpu"), mean,
                             read_every=2, on_step=lambda step, s: seen.append((step, s.images, s.bad_images)))
     assert seen == [(1, 10, 2), (3, 20, 4)]  # every second step, with the counts so far
     assert (stats.images, stats.bad_images) == (25, 5)
     assert stats.loss_sum == pytest.approx(expected, rel=1e-5)
+    assert stats.correct == right and 0 < right < 25  # the training error counts valid rows only

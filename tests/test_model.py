@@ -115,3 +115,63 @@ def test_lrn_equals_pytorchs_in_values_and_gradients(convention: str, n_alpha: f
     g = torch.randn_like(ours)
     (g_ours,), (g_ref,) = torch.autograd.grad(ours, a, g), torch.autograd.grad(ref, a, g)
     assert torch.allclose(g_ours, g_ref, rtol=1e-12, atol=1e-14)
+
+
+def convs_of(model: AlexNet) -> list[nn.Conv2d]:
+    return [m for m in model.features if isinstance(m, nn.Conv2d)]
+
+
+def test_each_ablation_switch_changes_only_its_own_part_and_keeps_the_layer_names() -> None:
+    """The switches of the paper's ablations (docs/ablations.md), each against the paper's
+    network: a checkpoint of any of them names its layers as the paper's network does."""
+    paper = AlexNet(10)
+    keys = list(paper.state_dict())
+    x = torch.rand(2, 3, 224, 224)
+
+    tanh = AlexNet(10, activation="tanh")
+    assert not any(isinstance(m, nn.ReLU) for m in tanh.modules())
+    assert sum(isinstance(m, nn.Tanh) for m in tanh.modules()) == 7  # conv1-5, fc6, fc7
+    no_lrn = AlexNet(10, lrn="none")
+    assert sum(isinstance(m, type(paper.features[2])) for m in no_lrn.modules()) == 0
+    plain = AlexNet(10, pooling="plain")
+    assert [(m.kernel_size, m.stride) for m in plain.features if isinstance(m, nn.MaxPool2d)] == [(2, 2)] * 3
+    for variant in (tanh, no_lrn, plain):
+        assert list(variant.state_dict()) == keys and count_parameters(variant) == count_parameters(paper)
+        assert variant.features(x).shape == (2, 256, 6, 6)  # the same maps: 55 -> 27 -> 13 -> 6
+
+    no_conv3, no_conv4 = AlexNet(10, remove_conv=3), AlexNet(10, remove_conv=4)
+    assert [(c.in_channels, c.out_channels) for c in convs_of(no_conv3)] == [(3, 96), (96, 256), (256, 384),
+                                                                             (384, 256)]
+    assert [(c.in_channels, c.out_channels) for c in convs_of(no_conv4)] == [(3, 96), (96, 256), (256, 384),
+                                                                             (384, 256)]
+    assert "features.8.weight" not in no_conv3.state_dict() and "features.10.weight" not in no_conv4.state_dict()
+    assert set(no_conv3.state_dict()) < set(keys) and no_conv3(x).shape == no_conv4(x).shape == (2, 10)
+
+
+def test_the_half_kernel_net_is_section_3_2s_one_gpu_net() -> None:
+    """Half the kernels in conv1-4; conv5 and the fully connected layers kept (the paper's
+    footnote), on one device."""
+    half = AlexNet(1000, kernels="half", grouped=False)
+    assert [(c.out_channels, c.groups) for c in convs_of(half)] == [(48, 1), (128, 1), (192, 1), (192, 1), (256, 1)]
+    by_hand = (3 * 48 * 121 + 48) + (48 * 128 * 25 + 128) + (128 * 192 * 9 + 192) + (192 * 192 * 9 + 192) \
+        + (192 * 256 * 9 + 256) + (9216 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+    assert count_parameters(half) == by_hand
+    assert half(torch.rand(2, 3, 224, 224)).shape == (2, 1000)
+
+
+def test_the_switches_are_training_flags_that_reach_the_network() -> None:
+    from alexnet import cli
+    from alexnet.config import TrainConfig
+    from alexnet.recipe import build_model, model_args
+
+    cfg = cli.parse(TrainConfig, "", ["--activation", "tanh", "--lrn", "none", "--pooling", "plain",
+                                      "--remove-conv", "4", "--kernels", "half", "--no-grouped"])
+    args = model_args(cfg, 10)
+    assert {k: args[k] for k in ("activation", "lrn", "pooling", "remove_conv", "kernels", "grouped")} == {
+        "activation": "tanh", "lrn": "none", "pooling": "plain", "remove_conv": 4, "kernels": "half",
+        "grouped": False}
+    net = build_model(cfg, 10)
+    assert [c.out_channels for c in convs_of(net)] == [48, 128, 192, 256]
+    assert isinstance(net.features[1], nn.Tanh) and isinstance(net.features[2], nn.Identity)
+    with pytest.raises(Exception, match="--remove-conv must be 0 \\(none\\), 3 or 4"):
+        TrainConfig(remove_conv=2)

@@ -119,13 +119,14 @@ def test_googlenet_trains_with_its_auxiliary_losses_at_0_3_and_evaluates_without
     x, y = torch.rand(4, 3, 224, 224) * 255 - 127, torch.tensor([0, 1, 2, 1])
     valid = torch.tensor([True, True, False, True])
     torch.manual_seed(1)
-    loss, summed, n = step_loss(net, x, y, valid, torch.device("cpu"), amp=False,
+    loss, summed, n, correct = step_loss(net, x, y, valid, torch.device("cpu"), amp=False,
                                 aux_weight=models.get("googlenet").aux_loss_weight)
     torch.manual_seed(1)  # the same dropout masks
     main, aux2, aux1 = net(x)
     by_hand = (F.cross_entropy(main, y, reduction="none") + 0.3 * F.cross_entropy(aux1, y, reduction="none")
                + 0.3 * F.cross_entropy(aux2, y, reduction="none"))[valid]
     assert int(n) == 3 and torch.allclose(summed, by_hand.sum()) and torch.allclose(loss, by_hand.mean())
+    assert int(correct) == int((main.argmax(1) == y)[valid].sum())  # the main classifier's training error
     with pytest.raises(ValueError, match="auxiliary logits"):
         step_loss(net, x, y, valid, torch.device("cpu"), amp=False)  # a weight of 0 would drop them silently
     assert net.eval()(x).shape == (4, 3)  # one tensor: the main classifier's

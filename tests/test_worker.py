@@ -13,7 +13,7 @@ from alexnet.worker import checkpoint_state, epoch_metrics, restore_progress
 
 
 def test_validation_errors_count_images_skipped_at_preparation_as_wrong() -> None:
-    train = EpochStats(loss_sum=12.0, images=6, bad_images=0, wait_s=1.0, total_s=4.0)
+    train = EpochStats(loss_sum=12.0, images=6, bad_images=0, correct=4, wait_s=1.0, total_s=4.0)
     # top-1, top-5 correct, images, undecodable (1, an error: it counts in the images), loss sum
     counts = torch.tensor([6.0, 7.0, 8.0, 1.0, 3.5], dtype=torch.float64)
     m = epoch_metrics(train, counts, lr=0.01, epoch_s=2.0, device=torch.device("cpu"), val_skipped=2)
@@ -22,6 +22,7 @@ def test_validation_errors_count_images_skipped_at_preparation_as_wrong() -> Non
     assert (m["val_images"], m["val_skipped"]) == (8, 2)
     assert m["val_loss"] == pytest.approx(3.5 / 7)  # over the 7 images that decoded
     assert m["train_loss"] == pytest.approx(2.0) and m["input_stall_frac"] == pytest.approx(0.25)
+    assert m["train_top1_err"] == pytest.approx(100 * (1 - 4 / 6))
 
 
 def test_a_resumed_run_goes_on_exactly_as_an_uninterrupted_one(tmp_path) -> None:

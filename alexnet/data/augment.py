@@ -112,17 +112,24 @@ class TrainAugment:
     `out_rows` images."""
 
     def __init__(self, eigval: list[float], eigvec: list[list[float]], seed: int | None = None,
-                 pca_std: float = PCA_STD, crop: int = CROP, out_rows: int = OUTPUT_ROWS) -> None:
+                 pca_std: float = PCA_STD, crop: int = CROP, out_rows: int = OUTPUT_ROWS,
+                 crop_flip: bool = True) -> None:
         self.jitter = PCAJitter(np.asarray(eigval, np.float64), np.asarray(eigvec, np.float64), pca_std)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.crop = crop
         self.out_rows = out_rows
+        self.crop_flip = crop_flip
         reuse_freed_memory()
 
     def draw(self, rng: np.random.Generator, n: int) -> Draws:
-        """The random choices for `n` images, from `rng`."""
-        return Draws(rng.random((n, 2)), self.jitter.offsets(rng, n), rng.random(n) < 0.5)
+        """The random choices for `n` images, from `rng`. Without `crop_flip` every crop is
+        the centre one and none is mirrored (the ablation of section 4.1's translations
+        and reflections); the same stream is drawn, so the colour offsets stay the same."""
+        draws = Draws(rng.random((n, 2)), self.jitter.offsets(rng, n), rng.random(n) < 0.5)
+        if not self.crop_flip:
+            draws = Draws(np.full_like(draws.origin, 0.5), draws.offset, np.zeros_like(draws.flip))
+        return draws
 
     def __call__(self, batch: dict[str, np.ndarray],
                  rng: np.random.Generator | None = None) -> Iterator[dict[str, np.ndarray]]:

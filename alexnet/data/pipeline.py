@@ -14,7 +14,7 @@ import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, Dataset
 
-from alexnet.data.augment import EvalCrop, eval_batch
+from alexnet.data.augment import PCA_STD, EvalCrop, eval_batch
 from alexnet.data.manifest import Manifest
 from alexnet.data.shards import SHARDS_PER_CALL, ShardsAugment, read_row_groups
 from alexnet.data.shards import binary_views as binary_views  # its home was here
@@ -119,12 +119,14 @@ def shards_per_call(shards: int, actors: int) -> int:
 
 
 def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int | None = None,
-                  clock: str | None = None, shuffle_rows: bool = True, decode_on_device: bool = False) -> Dataset:
+                  clock: str | None = None, shuffle_rows: bool = True, decode_on_device: bool = False,
+                  pca_std: float = PCA_STD, crop_flip: bool = True) -> Dataset:
     """Shards in a new random order each epoch, `SHARDS_PER_CALL` per actor call, each
     call's crops one block, its rows in a seeded random order (`shuffle_rows`; off only
     for the benchmark's comparison with the local shuffle buffer that it replaced). With
     `decode_on_device` the actors send the rows' JPEGs and random choices instead of
     crops, for `train_batches` to decode on the training device (`--decode gpu`).
+    `pca_std` and `crop_flip` are the augmentation's switches (`--pca-std`, `--no-crop-flip`).
 
     Ray's cost per block (the driver's bookkeeping, the raylet, creating and sealing the
     object, the streaming generator's report) is fixed, ~9 ms of CPU on 2 vCPUs
@@ -136,7 +138,8 @@ def train_dataset(root: str, manifest: Manifest, res: DataResources, seed: int |
     ds = shard_paths_dataset(paths, shuffle=True).map_batches(
         ShardAugment,
         fn_constructor_kwargs={"eigval": manifest.pca_eigval, "eigvec": manifest.pca_eigvec, "seed": seed,
-                              "clock": clock, "shuffle": shuffle_rows, "decode": not decode_on_device},
+                              "clock": clock, "shuffle": shuffle_rows, "decode": not decode_on_device,
+                              "pca_std": pca_std, "crop_flip": crop_flip},
         compute=ActorPoolStrategy(size=res.augment_actors, max_tasks_in_flight_per_actor=CALLS_IN_FLIGHT),
         num_cpus=res.augment_cpus,
         batch_size=shards_per_call(len(paths), res.augment_actors),

@@ -85,3 +85,21 @@ def test_eval_center_crop_and_ten_crop_input() -> None:
     assert center.shape == (CROP, CROP, 3)
     assert abs(int(center[0, 0, 0]) - 16) <= 2 and abs(int(center[0, 0, 1]) - 16) <= 2  # JPEG rounding
     assert eval_batch(batch, "ten")["image"].shape == (1, 256, 256, 3)
+
+
+def test_without_crop_flip_every_crop_is_the_centre_one_and_the_colour_offsets_stay() -> None:
+    batch = {"image": np.array([encode_jpeg(coordinate_image())] * 50, dtype=object), "label": np.zeros(50)}
+    plain = TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=3).augment(batch)
+    fixed = TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=3, crop_flip=False).augment(batch)
+    assert not fixed["flip"].any() and plain["flip"].any()
+    tops, lefts = fixed["image"][:, 0, 0, 0].astype(int), fixed["image"][:, 0, 0, 1].astype(int)
+    assert (np.abs(tops - 16) <= 2).all() and (np.abs(lefts - 16) <= 2).all()  # (256 - 224) / 2, JPEG's rounding
+    assert len({(int(a), int(b)) for a, b in zip(plain["image"][:, 0, 0, 0], plain["image"][:, 0, 0, 1],
+                                                  strict=True)}) > 20
+    assert np.array_equal(fixed["offset"], plain["offset"])  # only the crop and the flip are switched off
+
+
+def test_pca_std_zero_switches_the_colour_jitter_off() -> None:
+    batch = {"image": np.array([encode_jpeg(coordinate_image())] * 20, dtype=object), "label": np.zeros(20)}
+    assert not TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=0, pca_std=0.0).augment(batch)["offset"].any()
+    assert TrainAugment(IMAGENET_EIGVAL, IMAGENET_EIGVEC, seed=0).augment(batch)["offset"].any()
