@@ -4,11 +4,13 @@ a comparison's variants against their training time, an ablation study's overfit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -95,4 +97,54 @@ def ablation_curves(curves: Mapping[str, tuple[list[float], list[float]]], path:
            title=title or "ablations")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", ncol=2)
+    return save(fig, path)
+
+
+def first_conv(model: Any) -> tuple[np.ndarray, int]:
+    """The first convolution's kernels (out, in, kh, kw) and how many groups the next
+    convolution splits its maps into: AlexNet's conv2 reads conv1's first 48 maps on one
+    GPU and the other 48 on the other, so its groups are conv1's two halves."""
+    from torch import nn
+
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    weights = convs[0].weight.detach().float().cpu().numpy()
+    follows = len(convs) > 1 and convs[1].in_channels == convs[0].out_channels
+    return weights, convs[1].groups if follows else 1
+
+
+def kernel_mosaic(kernels: np.ndarray, cols: int) -> np.ndarray:
+    """Kernels (n, c, kh, kw) as one picture, `cols` to a row, each scaled to [0, 1] on its
+    own (its contrast, not its magnitude, is what shows), one pixel apart. RGB kernels
+    (c = 3) are coloured, others shown as the mean over their input maps."""
+    n, c, kh, kw = kernels.shape
+    rows = math.ceil(n / cols)
+    pictures = kernels.transpose(0, 2, 3, 1) if c == 3 else kernels.mean(1, keepdims=True).transpose(0, 2, 3, 1)
+    lo = pictures.min(axis=(1, 2, 3), keepdims=True)
+    span = np.maximum(pictures.max(axis=(1, 2, 3), keepdims=True) - lo, 1e-12)
+    pictures = (pictures - lo) / span
+    out = np.ones((rows * (kh + 1) - 1, cols * (kw + 1) - 1, pictures.shape[-1]))
+    for i, k in enumerate(pictures):
+        r, q = divmod(i, cols)
+        out[r * (kh + 1):r * (kh + 1) + kh, q * (kw + 1):q * (kw + 1) + kw] = k
+    return out if c == 3 else out[..., 0]
+
+
+def conv1_kernels(model: Any, path: str | Path, title: str = "") -> Path:
+    """The first layer's kernels as a grid, as the paper's figure 3 shows AlexNet's 96:
+    when the next layer is grouped (the paper's two GPUs), each group's kernels in a panel
+    of its own, side by side (the paper saw colour-agnostic kernels on one GPU and
+    colour-specific ones on the other)."""
+    weights, groups = first_conv(model)
+    per_group = len(weights) // groups
+    cols = max(1, math.ceil(math.sqrt(per_group * 4 / 3)))
+    fig, axes = plt.subplots(1, groups, figsize=(4.5 * groups, 4), squeeze=False)
+    for g, ax in enumerate(axes[0]):
+        mosaic = kernel_mosaic(weights[g * per_group:(g + 1) * per_group], cols)
+        ax.imshow(mosaic, interpolation="nearest", cmap=None if mosaic.ndim == 3 else "gray")
+        ax.set_axis_off()
+        first, last = g * per_group + 1, (g + 1) * per_group
+        ax.set_title(f"kernels {first}-{last}" + (f" (group {g + 1} of {groups}: GPU {g + 1} in the paper)"
+                                                  if groups > 1 else f", {weights.shape[2]}x{weights.shape[3]}"
+                                                  f"x{weights.shape[1]}"), fontsize="small")
+    fig.suptitle(title or "first-layer kernels")
     return save(fig, path)

@@ -25,7 +25,7 @@ from alexnet.data.pipeline import DataResources, plan_resources, start_epoch_clo
 from alexnet.errors import UserError
 from alexnet.locks import exclusive_lock
 from alexnet.memory import network_process_env
-from alexnet.plots import training_curves
+from alexnet.plots import conv1_kernels, training_curves
 from alexnet.worker import train_func_per_worker
 
 
@@ -290,7 +290,7 @@ def worker_user_error(error: BaseException) -> UserError | None:
 def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,
                   data_root: Path) -> TrainOutcome:
     """Artifacts: the final checkpoint, the model as an MLflow PyTorch model, the class
-    list, the training curves."""
+    list, the training curves and the first layer's kernels (the paper's figure 3)."""
     client.log_artifact(run_id, str(data_root / mf.CLASSES))
     checkpoint_dir = None
     if result.checkpoint is not None:
@@ -304,7 +304,8 @@ def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,
             "input": "float32 NCHW 224x224, RGB in 0-255 minus rgb_mean", "rgb_mean": state.get("rgb_mean"),
             "arch": state["model_args"].get("arch", "alexnet"), "model_args": state["model_args"]})
         with tempfile.TemporaryDirectory() as tmp:
-            png = training_curves(state["history"], Path(tmp) / "training_curves.png", title=name)
-            client.log_artifact(run_id, str(png))
+            for png in (training_curves(state["history"], Path(tmp) / "training_curves.png", title=name),
+                        conv1_kernels(model, Path(tmp) / "conv1_kernels.png", title=f"{name}: first-layer kernels")):
+                client.log_artifact(run_id, str(png))
     metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     return TrainOutcome(run_id, name, metrics, checkpoint_dir)

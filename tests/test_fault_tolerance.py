@@ -85,7 +85,7 @@ def test_two_workers_train_through_a_killed_worker_and_record_each_epoch_once(ra
     assert top1 * 15 / 100 == pytest.approx(round(top1 * 15 / 100), abs=1e-6)  # whole images
     assert client.get_metric_history(outcome.run_id, "train_loss")[-1].value > 0
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
-    assert {"classes.json", "checkpoint", "training_curves.png"} <= artifacts
+    assert {"classes.json", "checkpoint", "training_curves.png", "conv1_kernels.png"} <= artifacts
     assert [a.path for a in client.list_artifacts(outcome.run_id, "checkpoint")] == ["checkpoint/checkpoint.pt"]
     model = mlflow.pytorch.load_model(f"runs:/{outcome.run_id}/model")  # the MLflow PyTorch model
     assert model(torch.zeros(2, 3, 224, 224)).shape == (2, 3)

@@ -97,3 +97,5 @@ def test_submitted_training_job_succeeds_and_logs_to_mlflow(head, tiny_data: Pat
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert "val_top1_err" in runs[0].data.metrics
+    # the paper's figure 3 for the AlexNet it trained: 96 kernels in the two groups of its two GPUs
+    assert "conv1_kernels.png" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
