@@ -367,3 +367,28 @@ class PredictConfig:
             (bool(self.out), "--out must name a CSV file to write"),
         ]
         require(checks)
+
+
+@dataclass
+class FiguresConfig:
+    run: str = _f("", "MLflow run id of a training run or of an ensemble run (jobs/ensemble.py)")
+    data: str = _f("data/digits", "prepared data directory the run was trained on")
+    images: int = _f(8, "validation images in the top-5 figure")
+    queries: int = _f(5, "validation images in the retrieval figure")
+    neighbours: int = _f(6, "nearest training images shown for each of them")
+    seed: int = _f(0, "which validation images are drawn")
+    features: str = _f("", "folder of the training set's last-hidden-layer features: reused when they were "
+                           "computed for this run and --data, else computed and kept there (default: "
+                           "<out>/train-features)")
+    out: str = _f("", "folder for the figures (default: outputs/figures-<run>)")
+    batch_size: int = _f(64, "images per batch")
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "auto: GPUs when the cluster has them")
+
+    def __post_init__(self) -> None:
+        require([
+            (bool(self.run), "--run is required: the MLflow run id of a training or ensemble run"),
+            (self.images >= 1, f"--images must be at least 1, got {self.images}"),
+            (self.queries >= 1, f"--queries must be at least 1, got {self.queries}"),
+            (self.neighbours >= 1, f"--neighbours must be at least 1, got {self.neighbours}"),
+            (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
+        ])

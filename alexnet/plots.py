@@ -5,6 +5,7 @@ a comparison's variants against their training time, an ablation study's overfit
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -147,4 +148,49 @@ def conv1_kernels(model: Any, path: str | Path, title: str = "") -> Path:
                                                   if groups > 1 else f", {weights.shape[2]}x{weights.shape[3]}"
                                                   f"x{weights.shape[1]}"), fontsize="small")
     fig.suptitle(title or "first-layer kernels")
+    return save(fig, path)
+
+
+def top5_figure(images: list[np.ndarray], top5_names: list[list[str]], top5_probs: list[list[float]],
+                true_names: list[str], path: str | Path, title: str = "") -> Path:
+    """The left half of the paper's figure 4: each validation image with its true class
+    under it and the network's five most probable classes as bars, the true class's bar
+    red when it is among them."""
+    cols = min(4, len(images))
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(3.2 * cols, 4.2 * rows), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2] * rows})
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for n, (image, names, probs, truth) in enumerate(zip(images, top5_names, top5_probs, true_names, strict=True)):
+        r, c = divmod(n, cols)
+        top, bars = axes[2 * r, c], axes[2 * r + 1, c]
+        top.imshow(image)
+        top.set_title(truth, fontsize="small", fontweight="bold")
+        bars.set_axis_on()
+        colours = ["tab:red" if name == truth else "tab:blue" for name in names]
+        bars.barh(range(len(probs)), probs, color=colours)
+        bars.set_yticks(range(len(names)), [name[:24] for name in names], fontsize="x-small")
+        bars.invert_yaxis()
+        bars.set_xlim(0, 1)
+        bars.tick_params(axis="x", labelsize="x-small")
+    fig.suptitle(textwrap.fill(title or "top-5 predictions", 30 * cols), fontsize="medium")
+    return save(fig, path)
+
+
+def retrieval_figure(queries: np.ndarray, neighbours: np.ndarray, query_names: list[str],
+                     neighbour_names: list[list[str]], path: str | Path, title: str = "") -> Path:
+    """The right half of the paper's figure 4: each validation image (first column) and
+    the training images nearest to it by the last hidden layer, nearest first."""
+    rows, k = neighbours.shape[:2]
+    fig, axes = plt.subplots(rows, k + 1, figsize=(1.9 * (k + 1), 2.1 * rows), squeeze=False)
+    for r in range(rows):
+        axes[r, 0].imshow(queries[r])
+        axes[r, 0].set_title(f"query: {query_names[r]}"[:28], fontsize="x-small", fontweight="bold")
+        for j in range(k):
+            axes[r, j + 1].imshow(neighbours[r, j])
+            axes[r, j + 1].set_title(neighbour_names[r][j][:22], fontsize="x-small")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.suptitle(textwrap.fill(title or "nearest training images", 16 * (k + 1)), fontsize="medium")
     return save(fig, path)

@@ -3,6 +3,8 @@
     python jobs/prepare_data.py --src /data/imagenet --out /data/imagenet-shards
     python jobs/prepare_data.py --digits --out data/digits    # the embedded default
     python jobs/prepare_data.py --photos 4000 --out data/photos  # photo-like JPEGs, for jobs/bench.py
+    python jobs/prepare_data.py --src /data/imagenet --out /data/imagenet-shards \\
+        --synset-words /data/LOC_synset_mapping.txt               # class names for the figures
 
 Reruns on the same --out resume: finished chunks are kept, the rest are rebuilt. --out must
 be new, empty or prepared by this job, and one preparation at a time holds it.
@@ -10,11 +12,14 @@ be new, empty or prepared by this job, and one preparation at a time holds it.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet import cli
+from alexnet.data import manifest as mf
+from alexnet.data.digits import class_names as digit_names
 from alexnet.data.digits import export_digits
 from alexnet.data.photos import export_photos
 from alexnet.data.prepare import prepare
@@ -35,6 +40,10 @@ class PrepareConfig:
                 "or a CSV with ImageId,PredictionString"})
     val_synsets: str = field(default="", metadata={
         "help": "with a ground-truth .txt: the devkit's meta.mat or wnids in ILSVRC2012_ID order"})
+    synset_words: str = field(default="", metadata={
+        "help": "each class's human-readable name, for figures (jobs/figures.py): LOC_synset_mapping.txt, the "
+                "devkit's synset_words.txt or meta.mat; written to <out>/class_names.json (--digits names its "
+                "own); a rerun with it on prepared data only adds the names"})
     chunk_size: int = field(default=10_000, metadata={"help": "files per resumable chunk"})
     quality: int = field(default=90, metadata={"help": "JPEG quality of the shards"})
 
@@ -64,9 +73,16 @@ def main(argv: list[str] | None = None) -> int:
             counts = export_photos(src, cfg.photos)
             print(f"[prepare] wrote windows of scikit-learn's sample photos in ImageNet layout: {counts}",
                   flush=True)
+        names = digit_names() if cfg.digits else mf.read_synset_words(cfg.synset_words) if cfg.synset_words else {}
         # Ray starts (~20 s) only once --src and --out are checked and --out is locked
         prepare(src, cfg.out, val_labels=cfg.val_labels or None, val_synsets=cfg.val_synsets or None,
                 chunk_size=cfg.chunk_size, quality=cfg.quality, start_ray=lambda: init_ray(log_to_driver=False))
+    if names:
+        classes = json.loads((Path(cfg.out) / mf.CLASSES).read_text())
+        named = {wnid: names[wnid] for wnid in classes if wnid in names}
+        mf.write_json_atomic(Path(cfg.out) / mf.CLASS_NAMES, json.dumps(named, indent=1))
+        print(f"[prepare] names of {len(named)} of the {len(classes)} classes in {Path(cfg.out) / mf.CLASS_NAMES}",
+              flush=True)
     return 0
 
 

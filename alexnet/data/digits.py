@@ -19,6 +19,11 @@ def wnid(digit: int) -> str:
     return f"d{digit:08d}"
 
 
+def class_names() -> dict[str, str]:
+    """Each digit's folder name and what a person calls it."""
+    return {wnid(d): f"digit {d}" for d in range(10)}
+
+
 def export_digits(root: str | Path) -> dict[str, int]:
     """Write train/<wnid>/*.JPEG and val/<wnid>/*.JPEG under `root` (fixed 80/20 split)."""
     root = Path(root)

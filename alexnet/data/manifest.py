@@ -4,6 +4,7 @@ Layout of a prepared directory::
 
     manifest.json      per-split counts, shard files, RGB mean and PCA statistics
     classes.json       the wnids, index = label
+    class_names.json   optional: each wnid's human-readable name (ImageNet's synset words)
     skipped.csv        images that could not be decoded, with the reason
     train/*.parquet    one row per image: image (JPEG bytes), label, wnid, path, index
     val/*.parquet
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 from alexnet.errors import UserError
 
 MANIFEST, CLASSES, SKIPPED = "manifest.json", "classes.json", "skipped.csv"
+CLASS_NAMES = "class_names.json"  # {wnid: human-readable name}, where the preparation was given them
 PREPARE_HINT = "run `python jobs/prepare_data.py --src <imagenet dir> --out <dir>` (or `make data`)"
 
 # Widely used ImageNet PCA constants (RGB in [0, 1]); the fallback when a training set
@@ -111,6 +113,32 @@ def load(data_dir: str | Path, splits: tuple[str, ...] = ("train", "val")) -> tu
             )
         check_shards([root / s for s in info.shards])
     return manifest, classes
+
+
+def read_synset_words(path: str | Path) -> dict[str, str]:
+    """{wnid: name} from a synset list: ImageNet's `LOC_synset_mapping.txt` or the devkit's
+    `synset_words.txt` / `words.txt` ("n01440764 tench, Tinca tinca", space or tab), or the
+    devkit's `meta.mat` (its synsets' WNID and words)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".mat":
+            from scipy.io import loadmat
+
+            synsets = loadmat(str(path), squeeze_me=True)["synsets"]
+            return {str(s["WNID"]): str(s["words"]) for s in synsets}
+        pairs = (line.strip().split(None, 1) for line in path.read_text().splitlines() if line.strip())
+        return {p[0]: p[1].strip() if len(p) > 1 else p[0] for p in pairs}
+    except (OSError, KeyError, ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"--synset-words {path}: cannot read it ({e}); pass LOC_synset_mapping.txt, the "
+                        "devkit's synset_words.txt or its meta.mat") from e
+
+
+def class_names(data_dir: str | Path, classes: list[str]) -> list[str]:
+    """Each class's human-readable name in label order, from `class_names.json` when the
+    preparation wrote one, else its wnid."""
+    path = Path(data_dir) / CLASS_NAMES
+    names = json.loads(path.read_text()) if path.is_file() else {}
+    return [names.get(wnid, wnid) for wnid in classes]
 
 
 def shard_problem(path: Path) -> str | None:
