@@ -37,7 +37,7 @@ def run_in_process(capsys: pytest.CaptureFixture, name: str, *argv: str) -> tupl
 
 JOBS = {"train": "TrainConfig", "tune": "SweepConfig", "ensemble": "EnsembleConfig", "predict": "PredictConfig",
         "prepare_data": "PrepareConfig", "bench": "BenchConfig", "gpu_check": "GpuCheckConfig",
-        "compare": "CompareConfig"}
+        "compare": "CompareConfig", "figures": "FiguresConfig"}
 
 
 @pytest.mark.parametrize("name", sorted(JOBS))

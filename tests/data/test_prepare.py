@@ -334,3 +334,4 @@ def test_make_data_prepares_the_embedded_digits(ray_session, tmp_path: Path) -> 
     assert len(classes) == 10 and manifest.num_classes == 10
     assert (manifest.splits["train"].images, manifest.splits["val"].images) == (1438, 359)  # scikit-learn's 1,797
     assert manifest.pca_source == "train" and sum(s.skipped for s in manifest.splits.values()) == 0
+    assert mf.class_names(tmp_path / "digits", classes) == [f"digit {d}" for d in range(10)]  # for the figures
