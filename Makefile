@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/digits
 
-.PHONY: install data train tune ensemble compare test bench bench-photos gpu-check gpu-wheels lint clean clean-runs help cluster-up submit cluster-down cluster-run mlflow-ui
+.PHONY: install data train tune ensemble compare ablations test bench bench-photos gpu-check gpu-wheels lint clean clean-runs help cluster-up submit cluster-down cluster-run mlflow-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,9 @@ ensemble: data  ## train 7 members on the embedded default and assemble them (AR
 
 compare: data  ## train 5 networks on the embedded default, one MLflow parent run, and print the table (ARGS="..." adds flags)
 	$(PY) jobs/compare.py --preset digits $(ARGS)
+
+ablations: data  ## the paper's ablations of AlexNet on the embedded default, one MLflow parent run, and print the table (ARGS="..." adds flags)
+	$(PY) jobs/compare.py --preset ablations $(ARGS)
 
 bench: data  ## measure decode, augmentation, the Ray Data pipeline and the model step (writes bench.json)
 	$(PY) jobs/bench.py --json bench.json --scaling

@@ -315,11 +315,25 @@ def training_step_rate(model: torch.nn.Module, device: torch.device, batch: int,
     return batch * steps / (time.perf_counter() - start)
 
 
+def with_torch_lrn(model: AlexNet) -> AlexNet:
+    """`model` with PyTorch's `nn.LocalResponseNorm` in place of ours (the same function,
+    autograd's generic backward): what our hand-written backward is measured against."""
+    from alexnet.model import LRN_SIZE, LocalResponseNorm
+
+    for i, layer in enumerate(model.features):
+        if isinstance(layer, LocalResponseNorm):
+            model.features[i] = torch.nn.LocalResponseNorm(LRN_SIZE, layer.alpha * LRN_SIZE, layer.beta, layer.k)
+    return model
+
+
 def model_variants(num_classes: int) -> dict[str, Callable[[], torch.nn.Module]]:
-    """Our AlexNet, grouped and ungrouped, and torchvision's: what the model step compares."""
+    """Our AlexNet, grouped and ungrouped, with PyTorch's LRN and with none (`--lrn none`),
+    and torchvision's: what the model step compares."""
     from torchvision.models import alexnet as torchvision_alexnet
 
     return {"grouped": lambda: AlexNet(num_classes), "ungrouped": lambda: AlexNet(num_classes, grouped=False),
+            "grouped_torch_lrn": lambda: with_torch_lrn(AlexNet(num_classes)),
+            "grouped_no_lrn": lambda: AlexNet(num_classes, lrn="none"),
             "torchvision": lambda: torchvision_alexnet(num_classes=num_classes)}
 
 

@@ -101,7 +101,7 @@ def centre_crops(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
 def pick(paths: list[str], count: int, seed: int) -> list[int]:
     """`count` row indices of a split, drawn without repetition from `seed`."""
     ids = np.concatenate([pq.read_table(p, columns=["index"]).column("index").to_numpy() for p in paths])
-    return sorted(np.random.default_rng(seed).choice(ids, size=min(count, len(ids)), replace=False).tolist())
+    return np.random.default_rng(seed).choice(ids, size=min(count, len(ids)), replace=False).tolist()
 
 
 @dataclass(frozen=True)
