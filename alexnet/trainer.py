@@ -56,7 +56,7 @@ def storage_uri(storage: str) -> str:
 # 0.016 CPU each and run the machine out of memory).
 MIN_CPUS_PER_CPU_WORKER = 0.25
 # --decode auto decodes on the GPUs below this many CPUs per GPU: the augmentation actors
-# deliver ~3,400 photo-like images per second per core (docs/performance.md), and a GPU
+# deliver ~1,850-3,400 photo-like images per second per core (docs/performance.md), and a GPU
 # trains tens of thousands.
 AUTO_DECODE_CPUS_PER_GPU = 8
 
