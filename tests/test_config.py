@@ -97,3 +97,24 @@ def test_the_presets_behind_make_train_tune_and_ensemble_parse() -> None:
     for cfg in (sweep, ensemble):
         member = train_config_for(cfg.data, cfg.train_preset, cfg.train_args)
         assert member.batch_size == train.batch_size and member.bias_init == "caffe"
+
+
+def test_the_presets_behind_make_compare_and_make_ablations_parse() -> None:
+    """`make compare` and `make ablations` run jobs/compare.py with a preset each: both parse,
+    and every variant's training config resolves (the ablations: the paper's AlexNet at the
+    demo preset and one switch each)."""
+    import re
+    from pathlib import Path
+
+    from alexnet.compare import COMPARE_PRESETS, CompareConfig, variant_config, variants_of
+
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    commands = re.findall(r"^\t\$\(PY\) jobs/compare\.py (--preset \w+)", text, re.M)
+    assert commands == ["--preset digits", "--preset ablations"]
+    compare = cli.parse(CompareConfig, "compare", commands[0].split(), presets=COMPARE_PRESETS)
+    assert [v.name for v in variants_of(compare)] == ["lenet5", "alexnet", "zfnet", "resnet18", "googlenet"]
+    ablations = cli.parse(CompareConfig, "compare", commands[1].split(), presets=COMPARE_PRESETS)
+    variants = variants_of(ablations)
+    assert len(variants) == 11 and variants[0].name == "paper" and ablations.train_err_threshold == 50
+    configs = [variant_config(ablations, v, "abl") for v in variants]
+    assert {(c.arch, c.epochs, c.batch_size, c.bias_init) for c in configs} == {("alexnet", 3, 64, "caffe")}
