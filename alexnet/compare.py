@@ -295,7 +295,10 @@ def _compare_locked(cfg: CompareConfig, name: str, variants: list[Variant],
     check_comparison_resume(client, exp_id, name, params)
     for variant, train in zip(variants, configs, strict=True):  # a changed child is refused before any trains
         if variant.rescores:  # no checkpoint of its own: only its settings must be the same
-            check_comparison_resume(client, exp_id, train.name, run_params(train, train.name, manifest))
+            run_id, changed = changes_since_start(client, exp_id, train.name, run_params(train, train.name, manifest))
+            if changed:
+                raise UserError(f"--name {name}: variant '{variant.name}' (run {run_id}) was scored with other "
+                                f"settings: {'; '.join(changed)}. Rerun with its settings, or pass another --name")
         else:
             check_resume(client, exp_id, train.name, run_params(train, train.name, manifest))
     parent_run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params, {KIND_TAG: "comparison"})

@@ -30,6 +30,13 @@ from alexnet.worker import checkpoint_state
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def checkpoint_registered(storage: Path, name: str) -> bool:
+    """Whether Ray Train's controller has taken in a checkpoint of run `name`: it writes
+    its snapshot of kept checkpoints then. A worker or driver killed between the report
+    and the controller's next poll takes that epoch's checkpoint with it."""
+    return (storage / name / "checkpoint_manager_snapshot.json").exists()
+
+
 def train_worker_pids() -> list[int]:
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return [int(line.split()[0]) for line in ps.splitlines() if "ray::RayTrainWorker" in line]
@@ -61,7 +68,8 @@ def test_two_workers_train_through_a_killed_worker_and_record_each_epoch_once(ra
         exp = client.get_experiment_by_name("test-fault")
         runs = client.search_runs([exp.experiment_id]) if exp else []
         # After epoch 1 is logged the workers are inside epoch 2, the last: kill one of them there.
-        if runs and client.get_metric_history(runs[0].info.run_id, "val_top1_err"):
+        if (runs and client.get_metric_history(runs[0].info.run_id, "val_top1_err")
+                and checkpoint_registered(Path(cfg.storage), cfg.name)):
             pids = train_worker_pids()
             if pids:
                 killed = pids[-1]
@@ -99,13 +107,15 @@ def latest_checkpoint(storage: Path, name: str) -> dict:
     return ckpt.load(newest / ckpt.CHECKPOINT_FILE, str(newest))
 
 
-def wait_for_epoch(client: MlflowClient, experiment: str, proc: subprocess.Popen, timeout_s: float = 600) -> str:
-    """The run id, once the run has logged its first epoch (so its checkpoint is saved)."""
+def wait_for_epoch(client: MlflowClient, experiment: str, proc: subprocess.Popen, storage: Path, name: str,
+                   timeout_s: float = 600) -> str:
+    """The run id, once the run has logged its first epoch and its checkpoint is registered."""
     deadline = time.time() + timeout_s
     while time.time() < deadline and proc.poll() is None:
         exp = client.get_experiment_by_name(experiment)
         runs = client.search_runs([exp.experiment_id]) if exp else []
-        if runs and client.get_metric_history(runs[0].info.run_id, "val_top1_err"):
+        if (runs and client.get_metric_history(runs[0].info.run_id, "val_top1_err")
+                and checkpoint_registered(storage, name)):
             return runs[0].info.run_id
         time.sleep(0.5)
     raise AssertionError(f"no epoch was logged (exit code {proc.poll()})")
@@ -120,7 +130,7 @@ def test_rerunning_a_killed_driver_resumes_its_run(tiny_data: Path, tmp_path: Pa
         first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True)
         client = MlflowClient(tracking.tracking_uri())
-        run_id = wait_for_epoch(client, "test-driver", first)
+        run_id = wait_for_epoch(client, "test-driver", first, tmp_path / "runs", "killed-driver")
         os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started: all gone at once
         first.wait(timeout=60)
     assert client.get_run(run_id).info.status == "RUNNING"  # nobody was left to close it
