@@ -292,15 +292,14 @@ def _compare_locked(cfg: CompareConfig, name: str, variants: list[Variant],
     params = {**{k: v for k, v in asdict(cfg).items() if k not in ("list", "json")},
               "data": str(data_root), "storage": storage_uri(cfg.storage), "name": name,
               **{f"variant.{v.name}": v.flags for v in variants}}
-    check_comparison_resume(client, exp_id, name, params)
+    check_comparison_resume(client, exp_id, name, params, f"--name {name} resumes the comparison")
     for variant, train in zip(variants, configs, strict=True):  # a changed child is refused before any trains
+        child = run_params(train, train.name, manifest)
         if variant.rescores:  # no checkpoint of its own: only its settings must be the same
-            run_id, changed = changes_since_start(client, exp_id, train.name, run_params(train, train.name, manifest))
-            if changed:
-                raise UserError(f"--name {name}: variant '{variant.name}' (run {run_id}) was scored with other "
-                                f"settings: {'; '.join(changed)}. Rerun with its settings, or pass another --name")
+            check_comparison_resume(client, exp_id, train.name, child,
+                                    f"--name {name} resumes variant '{variant.name}'")
         else:
-            check_resume(client, exp_id, train.name, run_params(train, train.name, manifest))
+            check_resume(client, exp_id, train.name, child)
     parent_run_id, resumed = tracking.start_or_resume_run(client, exp_id, name, params, {KIND_TAG: "comparison"})
     print(f"[compare] MLflow parent run {parent_run_id} ({'resumed' if resumed else 'new'}) '{name}' in "
           f"experiment '{cfg.experiment}' at {client.tracking_uri}", flush=True)
@@ -343,13 +342,15 @@ def _compare_locked(cfg: CompareConfig, name: str, variants: list[Variant],
     return ComparisonOutcome(parent_run_id, name, rows, failed)
 
 
-def check_comparison_resume(client: MlflowClient, exp_id: str, name: str, params: dict[str, Any]) -> None:
+def check_comparison_resume(client: MlflowClient, exp_id: str, name: str, params: dict[str, Any],
+                            resumed: str) -> None:
     """A rerun with the same --name must compare the same variants the same way (its
     params are the first start's); only --epochs may change, which trains every variant
-    further."""
+    further. Also for a rescoring variant's run, which has no checkpoint of its own
+    (`resumed` says in the refusal which run the rerun resumes)."""
     run_id, changed = changes_since_start(client, exp_id, name, params)
     if changed:
-        raise UserError(f"--name {name} resumes comparison run {run_id}, which was started with other settings: "
+        raise UserError(f"{resumed} (MLflow run {run_id}), which was started with other settings: "
                         f"{'; '.join(changed)}. Rerun with its settings, or pass another --name")
 
 
