@@ -20,8 +20,9 @@ from alexnet.data import manifest as mf
 from alexnet.ensemble import image_ids, predictions_frame, report_table, score, tally, write_predictions
 from alexnet.errors import UserError
 from alexnet.plots import ensemble_curve
+from alexnet.store import open_location
 from alexnet.sweep import sweep
-from alexnet.trainer import default_name, preflight, resolve_path
+from alexnet.trainer import default_name, preflight
 
 MEMBERS_TAG = "alexnet.members"
 
@@ -88,7 +89,7 @@ def check(cfg: EnsembleConfig) -> Checked:
     """Everything that needs no Ray, so that a mistake is reported before Ray starts: the
     validation shards, the tracking server and, unless they are still to be trained, the
     members (runs, checkpoints, class lists); with --train, the training flags and data."""
-    data_root = resolve_path(cfg.data)
+    data_root = open_location(cfg.data)
     manifest, classes = mf.load(data_root, ("val",))
     tracking.check_reachable(tracking.tracking_uri())
     client = tracking.client()

@@ -26,7 +26,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -36,13 +35,14 @@ from alexnet.data.augment import CROP, CROP_BYTES, OUTPUT_ROWS, TrainAugment
 from alexnet.data.images import decode_buffer, decode_jpeg
 from alexnet.flops import training_flops_per_image
 from alexnet.model import AlexNet
+from alexnet.store import read_parquet
 
 if TYPE_CHECKING:
     from alexnet.data.pipeline import DataResources
 
 
 def load_jpegs(root: str, manifest: mf.Manifest, limit: int) -> list[bytes]:
-    table = pq.read_table(manifest.shard_paths(root, "train"), columns=["image"])
+    table = read_parquet(manifest.shard_paths(root, "train"), columns=["image"])
     return table.column("image").to_pylist()[:limit]
 
 

@@ -35,12 +35,12 @@ from alexnet.errors import UserError
 from alexnet.flops import forward_flops_per_image, training_flops_per_image
 from alexnet.plots import ablation_curves, comparison_curves
 from alexnet.recipe import model_args
+from alexnet.store import open_location
 from alexnet.trainer import (
     changes_since_start,
     check_resume,
     default_name,
     fit,
-    resolve_path,
     run_lock,
     run_params,
     storage_uri,
@@ -179,7 +179,7 @@ def variant_config(cfg: CompareConfig, variant: Variant, name: str) -> TrainConf
     --train-args, its --epochs and then the variant's own flags (each later one wins), with
     the comparison's experiment and storage."""
     epochs = f"--epochs {cfg.epochs}" if cfg.epochs else ""
-    train = train_config_for(str(resolve_path(cfg.data)), cfg.train_preset,
+    train = train_config_for(str(open_location(cfg.data)), cfg.train_preset,
                              f"{cfg.train_args} {epochs} {variant.flags}")
     return replace(train, experiment=cfg.experiment, storage=storage_uri(cfg.storage), name=f"{name}-{variant.name}")
 
@@ -285,7 +285,7 @@ def compare(cfg: CompareConfig, variants: list[Variant], lock: bool = True) -> C
 
 def _compare_locked(cfg: CompareConfig, name: str, variants: list[Variant],
                     configs: list[TrainConfig]) -> ComparisonOutcome:
-    data_root = resolve_path(cfg.data)
+    data_root = open_location(cfg.data)
     manifest, _ = mf.load(data_root)
     client = tracking.client()
     exp_id = tracking.experiment_id(client, cfg.experiment)

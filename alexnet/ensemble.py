@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import ray
 import torch
 from ray.data import ActorPoolStrategy, Dataset
@@ -28,6 +27,7 @@ from alexnet.engine import predict
 from alexnet.members import Member
 from alexnet.memory import keep_network_memory, network_process_env
 from alexnet.metrics import error_percent, topk_correct
+from alexnet.store import read_parquet
 
 Merge = Literal["prob", "logits"]
 
@@ -148,7 +148,7 @@ def tally(batches: Iterable[dict[str, np.ndarray]], members: int, merge: Merge) 
 
 def image_ids(data_root: str, manifest: Manifest, split: str = "val") -> pd.DataFrame:
     """index -> image_id (the source file's name without extension, e.g. ILSVRC2012_val_00000001)."""
-    table = pq.read_table(manifest.shard_paths(data_root, split), columns=["index", "path"]).to_pandas()
+    table = read_parquet(manifest.shard_paths(data_root, split), columns=["index", "path"]).to_pandas()
     table["image_id"] = [os.path.splitext(os.path.basename(p))[0] for p in table["path"]]
     return table[["index", "image_id"]]
 

@@ -35,6 +35,7 @@ from alexnet.data.augment import eval_batch
 from alexnet.errors import UserError
 from alexnet.members import Member
 from alexnet.plots import retrieval_figure, top5_figure
+from alexnet.store import parquet_file, read_parquet
 
 FEATURES_INFO = "features.json"
 
@@ -76,7 +77,7 @@ def rows_by_index(paths: list[str], indices: list[int]) -> dict[int, dict[str, A
     `index` values, reading only the JPEGs of the row groups that hold them."""
     wanted, found = set(indices), {}
     for path in paths:
-        with pq.ParquetFile(path) as pf:
+        with parquet_file(path) as pf:
             for g in range(pf.num_row_groups):
                 ids = pf.read_row_group(g, columns=["index"]).column("index").to_numpy()
                 hits = np.flatnonzero(np.isin(ids, list(wanted)))
@@ -100,7 +101,7 @@ def centre_crops(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
 
 def pick(paths: list[str], count: int, seed: int) -> list[int]:
     """`count` row indices of a split, drawn without repetition from `seed`."""
-    ids = np.concatenate([pq.read_table(p, columns=["index"]).column("index").to_numpy() for p in paths])
+    ids = read_parquet(paths, columns=["index"]).column("index").to_numpy()
     return np.random.default_rng(seed).choice(ids, size=min(count, len(ids)), replace=False).tolist()
 
 

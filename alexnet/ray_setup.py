@@ -12,6 +12,11 @@ A raylet reads the setting from its environment when it starts. A local Ray star
 `init_ray` inherits it; a cluster started elsewhere needs it in `ray start`'s
 environment on every node (the Makefile's `cluster-up`, `cluster/aws-gpu.yaml`,
 `cluster/kuberay-rayjob.yaml`). Without it everything still works, a little slower.
+
+The job's runtime environment also carries the object store's variables that the driver
+has (`alexnet.store.worker_env`: endpoint, keys, region), so that the actors reading
+``--data s3://...`` and the workers writing ``--storage s3://...`` reach the same store
+with the same credentials on every node.
 """
 
 from __future__ import annotations
@@ -21,15 +26,23 @@ from typing import Any
 
 import ray
 
+from alexnet.store import worker_env
+
 RAY_SETTINGS = {"RAY_free_objects_period_milliseconds": "0"}
 
 
 def init_ray(**kwargs: Any) -> None:
     """`ray.init(**kwargs)`: joins RAY_ADDRESS or a running local head, else starts a
-    local Ray with `RAY_SETTINGS` (values already in the environment win). In a process
-    already connected to Ray (a job called as a library), the connection is kept."""
+    local Ray with `RAY_SETTINGS` (values already in the environment win), with the
+    object store's variables in the job's runtime environment. In a process already
+    connected to Ray (a job called as a library), the connection is kept."""
     if ray.is_initialized():
         return
     for name, value in RAY_SETTINGS.items():
         os.environ.setdefault(name, value)
+    store_env = worker_env()
+    if store_env:
+        runtime_env = dict(kwargs.pop("runtime_env", None) or {})
+        runtime_env["env_vars"] = {**store_env, **runtime_env.get("env_vars", {})}
+        kwargs["runtime_env"] = runtime_env
     ray.init(**kwargs)

@@ -30,7 +30,8 @@ from alexnet import tracking
 from alexnet.config import SweepConfig, TrainConfig
 from alexnet.errors import UserError
 from alexnet.plots import sweep_curves
-from alexnet.trainer import changed_settings, default_name, fit, resolve_path, run_lock, storage_uri
+from alexnet.store import open_location
+from alexnet.trainer import changed_settings, default_name, fit, run_lock, storage_uri
 
 PARENT_TAG = tracking.PARENT_TAG
 TRIAL_TAG = "alexnet.trial_id"
@@ -66,7 +67,7 @@ class SweepOutcome:
 def base_train_config(cfg: SweepConfig, train: TrainConfig) -> TrainConfig:
     """What every trial shares: the training config with the sweep's data, epochs,
     workers and experiment, and with paths made absolute (trials run elsewhere)."""
-    return replace(train, data=str(resolve_path(cfg.data)), epochs=cfg.epochs or train.epochs,
+    return replace(train, data=str(open_location(cfg.data)), epochs=cfg.epochs or train.epochs,
                    workers=cfg.workers_per_trial or train.workers, experiment=cfg.experiment,
                    storage=storage_uri(cfg.storage), name="")
 

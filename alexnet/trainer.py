@@ -26,6 +26,7 @@ from alexnet.errors import UserError
 from alexnet.locks import exclusive_lock
 from alexnet.memory import network_process_env
 from alexnet.plots import conv1_kernels, training_curves
+from alexnet.store import Location, ObjectPath, check_reachable, is_uri, open_location, resolve_path
 from alexnet.worker import train_func_per_worker
 
 
@@ -37,17 +38,8 @@ class TrainOutcome:
     checkpoint_dir: str | None
 
 
-def resolve_path(path: str) -> Path:
-    """Relative paths are taken from the current directory or, failing that, from the
-    project: a job submitted with --working-dir runs in a temporary copy of the project."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p.resolve()
-    return tracking.project_root() / p
-
-
 def storage_uri(storage: str) -> str:
-    return storage if "://" in storage else str(resolve_path(storage))
+    return storage if is_uri(storage) else str(resolve_path(storage))
 
 
 # A CPU training worker is a whole AlexNet with gradients and SGD momentum (~0.75 GB for
@@ -93,10 +85,11 @@ def plan_placement(cfg: TrainConfig, cluster: dict[str, float]) -> Placement:
     return Placement(use_gpu, per_worker, data, on_device)
 
 
-def preflight(cfg: TrainConfig) -> tuple[Path, mf.Manifest]:
-    """The checks that need no cluster, run before Ray starts: the data and the tracking
-    server. Each failure is a UserError naming the path or URI and the fix."""
-    data_root = resolve_path(cfg.data)
+def preflight(cfg: TrainConfig) -> tuple[Location, mf.Manifest]:
+    """The checks that need no cluster, run before Ray starts: the data, the tracking
+    server and the checkpoints' storage. Each failure is a UserError naming the path or
+    URI and the fix."""
+    data_root = open_location(cfg.data)
     manifest, _ = mf.load(data_root)
     train_images = manifest.splits["train"].images
     if cfg.batch_size > train_images:
@@ -108,9 +101,11 @@ def preflight(cfg: TrainConfig) -> tuple[Path, mf.Manifest]:
 
 
 def check_writable(storage: str) -> None:
-    """Find an unwritable checkpoint directory now, not at the end of the first epoch."""
-    if "://" in storage:
-        return  # cloud storage: Ray reports access errors on the first write
+    """Find an unwritable checkpoint directory, or an object store that cannot be
+    reached, now, not at the end of the first epoch."""
+    if is_uri(storage):
+        check_reachable(ObjectPath(storage), "--storage")
+        return
     path = Path(storage_uri(storage))
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -155,7 +150,7 @@ def changed_settings(logged: dict[str, str], params: dict[str, Any]) -> list[str
     difference: there is nothing to compare it with."""
     def norm(key: str, value: str) -> str:
         if key == "data" and value:
-            return str(resolve_path(value))
+            return str(open_location(value))
         if key == "storage" and value:
             return storage_uri(value)
         return value
@@ -168,7 +163,7 @@ def changed_settings(logged: dict[str, str], params: dict[str, Any]) -> list[str
 def run_params(cfg: TrainConfig, name: str, manifest: mf.Manifest) -> dict[str, Any]:
     """A training run's MLflow params: its whole config (paths resolved, so that a resume
     from another directory compares what they point at), its name and the data's counts."""
-    return {**asdict(cfg), "data": str(resolve_path(cfg.data)), "storage": storage_uri(cfg.storage),
+    return {**asdict(cfg), "data": str(open_location(cfg.data)), "storage": storage_uri(cfg.storage),
             "name": name, "num_classes": manifest.num_classes,
             "train_images": manifest.splits["train"].images, "val_images": manifest.splits["val"].images}
 
@@ -194,15 +189,16 @@ def check_resume(client: Any, exp_id: str, name: str, params: dict[str, Any]) ->
                         "may change), or pass another --name for a new run")
     storage = str(params.get("storage", ""))
     logged = client.get_metric_history(run_id, "val_top1_err")
-    if logged and "://" not in storage and not any((Path(storage) / name).glob("checkpoint_*")):
+    run_dir = open_location(storage) / name
+    if logged and not any(run_dir.glob("checkpoint_*")):
         raise UserError(f"--name {name} resumes MLflow run {run_id}, which logged {len(logged)} epoch(s), but "
-                        f"{Path(storage) / name} holds no checkpoint to continue from: pass the --storage it was "
+                        f"{run_dir} holds no checkpoint to continue from: pass the --storage it was "
                         "started with, or another --name for a new run")
 
 
 def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,
         callbacks: list[Any] | None = None, cluster_share: float = 1.0, lock: bool = True,
-        checked: tuple[Path, mf.Manifest] | None = None) -> TrainOutcome:
+        checked: tuple[Location, mf.Manifest] | None = None) -> TrainOutcome:
     """Train per `cfg` on the connected Ray cluster; resumes a run of the same name.
 
     A Tune trial passes its MLflow parent in `tags`, a `TuneReportCallback` in
@@ -216,7 +212,7 @@ def fit(cfg: TrainConfig, *, tags: dict[str, str] | None = None,
         return _fit_locked(cfg, name, data_root, manifest, tags, callbacks, cluster_share)
 
 
-def _fit_locked(cfg: TrainConfig, name: str, data_root: Path, manifest: mf.Manifest, tags: dict[str, str] | None,
+def _fit_locked(cfg: TrainConfig, name: str, data_root: Location, manifest: mf.Manifest, tags: dict[str, str] | None,
                 callbacks: list[Any] | None, cluster_share: float) -> TrainOutcome:
     uri = tracking.tracking_uri()
     client = tracking.client()
@@ -288,10 +284,13 @@ def worker_user_error(error: BaseException) -> UserError | None:
 
 
 def record_result(client: Any, run_id: str, name: str, result: ray.train.Result,
-                  data_root: Path) -> TrainOutcome:
+                  data_root: Location) -> TrainOutcome:
     """Artifacts: the final checkpoint, the model as an MLflow PyTorch model, the class
     list, the training curves and the first layer's kernels (the paper's figure 3)."""
-    client.log_artifact(run_id, str(data_root / mf.CLASSES))
+    with tempfile.TemporaryDirectory() as tmp:  # a local copy: the data may be in an object store
+        classes = Path(tmp) / mf.CLASSES
+        classes.write_bytes((data_root / mf.CLASSES).read_bytes())
+        client.log_artifact(run_id, str(classes))
     checkpoint_dir = None
     if result.checkpoint is not None:
         with result.checkpoint.as_directory() as d:

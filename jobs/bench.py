@@ -24,7 +24,7 @@ from alexnet import bench, cli, flops
 from alexnet.config import TrainConfig
 from alexnet.data import manifest as mf
 from alexnet.errors import UserError
-from alexnet.trainer import resolve_path
+from alexnet.store import open_location
 
 
 @dataclass
@@ -64,7 +64,7 @@ class BenchConfig:
 def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(BenchConfig, __doc__, argv)
     print(f"[bench] config:\n{cli.describe(cfg)}", flush=True)
-    root = resolve_path(cfg.data)
+    root = open_location(cfg.data)
     manifest, _ = mf.load(root)
     jpegs = bench.load_jpegs(str(root), manifest, cfg.images)
     cpus = cfg.pipeline_cpus or os.cpu_count() or 1

@@ -25,13 +25,13 @@ from alexnet.errors import UserError
 from alexnet.figures import make_figures
 from alexnet.predict import resolve_members
 from alexnet.ray_setup import init_ray
-from alexnet.trainer import resolve_path
+from alexnet.store import open_location, resolve_path
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = cli.parse(FiguresConfig, __doc__, argv)
     print(f"[figures] config:\n{cli.describe(cfg)}", flush=True)
-    data_root = resolve_path(cfg.data)
+    data_root = open_location(cfg.data)
     _, classes = mf.load(data_root)
     tracking.check_reachable(tracking.tracking_uri())
     members, merge = resolve_members(tracking.client(), cfg.run)  # a bad run is refused before Ray starts

@@ -24,7 +24,7 @@ from alexnet.ensemble import image_ids, score, tally
 from alexnet.errors import UserError
 from alexnet.predict import classify_folder, prepare_output, resolve_members, shard_predictions, write_csv
 from alexnet.ray_setup import init_ray
-from alexnet.trainer import resolve_path
+from alexnet.store import open_location
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         bad = int((preds["error"] != "").sum())
         summary = f"{len(preds)} image(s), {bad} unreadable (see the error column)" if bad else f"{len(preds)} image(s)"
     else:
-        root = resolve_path(cfg.data)
+        root = open_location(cfg.data)
         manifest, classes = mf.load(root, ())
         if cfg.split not in manifest.splits:
             raise UserError(f"--split {cfg.split}: {root} has only {sorted(manifest.splits)}")

@@ -3,6 +3,7 @@
     python jobs/prepare_data.py --src /data/imagenet --out /data/imagenet-shards
     python jobs/prepare_data.py --digits --out data/digits    # the embedded default
     python jobs/prepare_data.py --photos 4000 --out data/photos  # photo-like JPEGs, for jobs/bench.py
+    python jobs/prepare_data.py --src /data/imagenet --out s3://bucket/imagenet-shards  # an object store
     python jobs/prepare_data.py --src /data/imagenet --out /data/imagenet-shards \\
         --synset-words /data/LOC_synset_mapping.txt               # class names for the figures
 
@@ -25,11 +26,13 @@ from alexnet.data.photos import export_photos
 from alexnet.data.prepare import prepare
 from alexnet.errors import UserError
 from alexnet.ray_setup import init_ray
+from alexnet.store import ObjectPath, is_uri
 
 
 @dataclass
 class PrepareConfig:
-    out: str = field(default="data/digits", metadata={"help": "output directory for the shards"})
+    out: str = field(default="data/digits", metadata={
+        "help": "output directory for the shards, or an object-store URI (s3://bucket/prefix, gs://...)"})
     src: str = field(default="", metadata={"help": "source tree: train/<wnid>/*.JPEG and val/..."})
     digits: bool = field(default=False, metadata={
         "help": "prepare the embedded default (scikit-learn digits) instead of --src"})
@@ -78,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         prepare(src, cfg.out, val_labels=cfg.val_labels or None, val_synsets=cfg.val_synsets or None,
                 chunk_size=cfg.chunk_size, quality=cfg.quality, start_ray=lambda: init_ray(log_to_driver=False))
     if names:
-        classes = json.loads((Path(cfg.out) / mf.CLASSES).read_text())
+        out = ObjectPath(cfg.out) if is_uri(cfg.out) else Path(cfg.out)
+        classes = json.loads((out / mf.CLASSES).read_text())
         named = {wnid: names[wnid] for wnid in classes if wnid in names}
-        mf.write_json_atomic(Path(cfg.out) / mf.CLASS_NAMES, json.dumps(named, indent=1))
-        print(f"[prepare] names of {len(named)} of the {len(classes)} classes in {Path(cfg.out) / mf.CLASS_NAMES}",
+        mf.write_json_atomic(out / mf.CLASS_NAMES, json.dumps(named, indent=1))
+        print(f"[prepare] names of {len(named)} of the {len(classes)} classes in {out / mf.CLASS_NAMES}",
               flush=True)
     return 0
 

@@ -86,6 +86,25 @@ def data_copy(tiny_data: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real S3-compatible server on a free local port (`s3_server.start_s3_server`),
+    started once for the tests that need one and stopped at the end."""
+    from s3_server import start_s3_server
+
+    server = start_s3_server(tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process set up as a user reaching the server: the standard variables only."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return s3_server.env
+
+
+@pytest.fixture(scope="session")
 def trained_ensemble(ray_session, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two members (seeds 0 and 1) trained for one epoch through the seed mode of the
     sweep, then assembled: real runs that the ensemble and prediction tests share. They

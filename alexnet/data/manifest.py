@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alexnet.errors import UserError
+from alexnet.store import Location, ObjectPath, check_reachable, open_location, write_atomic
 
 MANIFEST, CLASSES, SKIPPED = "manifest.json", "classes.json", "skipped.csv"
 CLASS_NAMES = "class_names.json"  # {wnid: human-readable name}, where the preparation was given them
@@ -78,15 +79,16 @@ def pca_from_moments(mean01: np.ndarray, second_moment: np.ndarray) -> tuple[lis
     return np.clip(eigval[order], 0.0, None).tolist(), eigvec[:, order].tolist()
 
 
-def write_json_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def write_json_atomic(path: Location, text: str) -> None:
+    write_atomic(path, text)
 
 
-def load(data_dir: str | Path, splits: tuple[str, ...] = ("train", "val")) -> tuple[Manifest, list[str]]:
-    """Read and check a prepared directory; every failure names the path and the fix."""
-    root = Path(data_dir)
+def load(data_dir: str | Location, splits: tuple[str, ...] = ("train", "val")) -> tuple[Manifest, list[str]]:
+    """Read and check a prepared directory (local, or a prefix in an object store);
+    every failure names the path and the fix."""
+    root = open_location(data_dir) if isinstance(data_dir, str) else data_dir
+    if isinstance(root, ObjectPath):
+        check_reachable(root, "--data")
     if not root.is_dir():
         raise UserError(f"--data {root}: directory not found; {PREPARE_HINT}")
     if not (root / MANIFEST).is_file():
@@ -133,26 +135,30 @@ def read_synset_words(path: str | Path) -> dict[str, str]:
                         "devkit's synset_words.txt or its meta.mat") from e
 
 
-def class_names(data_dir: str | Path, classes: list[str]) -> list[str]:
+def class_names(data_dir: str | Location, classes: list[str]) -> list[str]:
     """Each class's human-readable name in label order, from `class_names.json` when the
     preparation wrote one, else its wnid."""
-    path = Path(data_dir) / CLASS_NAMES
+    path = (open_location(data_dir) if isinstance(data_dir, str) else data_dir) / CLASS_NAMES
     names = json.loads(path.read_text()) if path.is_file() else {}
     return [names.get(wnid, wnid) for wnid in classes]
 
 
-def shard_problem(path: Path) -> str | None:
+def shard_problem(path: Location) -> str | None:
     """Why `path` is not a whole Parquet file (None when it is). Reading the footer is
     cheap and catches a truncated or overwritten shard, which would otherwise pass every
     check and fail inside an augmentation actor, after Ray Train's retries."""
     try:
-        pq.ParquetFile(path).metadata  # noqa: B018 - reading it is the check
+        if isinstance(path, ObjectPath):
+            with path.fs.open_input_file(path.key) as f:
+                pq.ParquetFile(f).metadata  # noqa: B018 - reading it is the check
+        else:
+            pq.ParquetFile(path).metadata  # noqa: B018
     except (OSError, pa.ArrowException) as e:
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     return None
 
 
-def check_shards(paths: list[Path]) -> None:
+def check_shards(paths: list[Location]) -> None:
     """Open every shard's footer (in threads: on NFS each one is a round trip) and name
     the first bad one."""
     with ThreadPoolExecutor(max_workers=16) as pool:

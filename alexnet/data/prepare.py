@@ -16,9 +16,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ from alexnet.data.images import SHARD_SIZE, encode_jpeg, load_as_rgb_square
 from alexnet.data.layout import SourceImage, find_images
 from alexnet.errors import UserError
 from alexnet.locks import LOCK_NAME, exclusive_lock
+from alexnet.store import Location, ObjectPath, check_reachable, is_uri, remove_tree, write_atomic
 
 MIN_IMAGES_FOR_OWN_PCA = 10
 SHUFFLE_SEED = 0
@@ -109,12 +110,12 @@ def file_stamp(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def record_path(out: Path, split: str, number: str) -> Path:
+def record_path(out: Location, split: str, number: str) -> Location:
     """The record of ``<split>/chunk-<number>``; `number` is the folder name's digits."""
     return out / RECORDS / f"{split}-{number}.json"
 
 
-def read_record(out: Path, split: str, number: str, key: str) -> ChunkResult | None:
+def read_record(out: Location, split: str, number: str, key: str) -> ChunkResult | None:
     """The chunk's result if it finished under `key` and its shards are all there; None
     for anything else (missing, unfinished, stale, garbage or truncated): it is rebuilt."""
     try:
@@ -129,7 +130,7 @@ def read_record(out: Path, split: str, number: str, key: str) -> ChunkResult | N
     return None
 
 
-def remove_chunk_folder(out: Path, split: str, number: str) -> None:
+def remove_chunk_folder(out: Location, split: str, number: str) -> None:
     """Delete a chunk folder, but only one that this preparation's records account for.
 
     ``check_out`` refuses unrecorded chunk folders before any work; this guard makes sure
@@ -139,17 +140,16 @@ def remove_chunk_folder(out: Path, split: str, number: str) -> None:
         raise RuntimeError(f"{out / split}/chunk-{number} has no record in {out / RECORDS}: not deleting it")
     folder = out / split / f"chunk-{number}"
     if folder.is_dir():
-        shutil.rmtree(folder)
+        remove_tree(folder)
 
 
-def check_out(out: Path, src: Path) -> None:
+def check_out(out: Location, src: Path) -> None:
     """Refuse an --out that the job could damage, or that would damage a later run.
 
     Called before the lock is taken (so nothing is written into a folder that is not
     ours, not even the lock) and again under it.
     """
-    o, s = out.resolve(), src.resolve()
-    if o == s or s in o.parents:
+    if isinstance(out, Path) and (out.resolve() == src.resolve() or src.resolve() in out.resolve().parents):
         raise UserError(
             f"--out {out} is inside --src {src}: a second run would read its train/chunk-* "
             "folders as classes; choose an --out outside --src"
@@ -166,7 +166,7 @@ def check_out(out: Path, src: Path) -> None:
     check_no_stray_chunks(out)
 
 
-def check_no_stray_chunks(out: Path) -> None:
+def check_no_stray_chunks(out: Location) -> None:
     stray = [d for split in SPLITS for d in sorted((out / split).glob("chunk-*"))
              if not record_path(out, split, d.name.removeprefix("chunk-")).exists()]
     if stray:
@@ -179,7 +179,7 @@ def check_no_stray_chunks(out: Path) -> None:
 
 def run_chunk(
     images: list[SourceImage], first_index: int, class_index: dict[str, int],
-    out_dir: Path, rel_dir: str, quality: int,
+    out_dir: Location, rel_dir: str, quality: int,
 ) -> ChunkResult:
     records = [
         {"path": im.path, "wnid": im.wnid, "label": class_index[im.wnid], "index": first_index + i}
@@ -210,16 +210,23 @@ def run_chunk(
 
 
 def prepare(
-    src: str | Path, out: str | Path, *, val_labels: str | Path | None = None,
+    src: str | Path, out: str | Location, *, val_labels: str | Path | None = None,
     val_synsets: str | Path | None = None, chunk_size: int = 10_000, quality: int = 90,
     start_ray: Callable[[], object] | None = None,
 ) -> mf.Manifest:
-    """Prepare `src` into `out`; returns the manifest it wrote.
+    """Prepare `src` into `out` (a directory, or a prefix in an object store); returns
+    the manifest it wrote.
 
-    The source and `out` are checked, and `out` locked, before anything is written;
-    `start_ray` runs only then (the job starts Ray there, ~20 s), so a bad flag fails at once.
+    The source and `out` are checked, and a local `out` locked, before anything is
+    written; `start_ray` runs only then (the job starts Ray there, ~20 s), so a bad flag
+    fails at once. An object store has no lock to take (`alexnet.locks`): one preparation
+    at a time is the user's to keep.
     """
-    src, out = Path(src), Path(out)
+    src = Path(src)
+    if isinstance(out, str):
+        out = ObjectPath(out) if is_uri(out) else Path(out)
+    if isinstance(out, ObjectPath):
+        check_reachable(out, "--out")
     classes, splits = find_images(
         src, Path(val_labels) if val_labels else None, Path(val_synsets) if val_synsets else None
     )
@@ -232,7 +239,7 @@ def prepare(
 
 
 def write_shards(
-    src: Path, out: Path, classes: list[str], splits: dict[str, list[SourceImage]], chunk_size: int,
+    src: Path, out: Location, classes: list[str], splits: dict[str, list[SourceImage]], chunk_size: int,
     quality: int,
 ) -> mf.Manifest:
     class_index = {w: i for i, w in enumerate(classes)}
@@ -274,7 +281,7 @@ def write_shards(
     return manifest
 
 
-def remove_stale_chunks(out: Path, split: str, n_chunks: int) -> None:
+def remove_stale_chunks(out: Location, split: str, n_chunks: int) -> None:
     """Chunks beyond the current plan belong to an earlier, larger source: drop them,
     found through their records, so a folder the job did not write is never touched."""
     for record in sorted((out / RECORDS).glob(f"{split}-*.json")):
@@ -285,7 +292,7 @@ def remove_stale_chunks(out: Path, split: str, n_chunks: int) -> None:
 
 
 def assemble_manifest(
-    out: Path, src: Path, classes: list[str], results: dict[str, list[ChunkResult]]
+    out: Location, src: Path, classes: list[str], results: dict[str, list[ChunkResult]]
 ) -> mf.Manifest:
     train = results["train"]
     n = sum(r.images for r in train)
@@ -316,12 +323,13 @@ def assemble_manifest(
     return manifest
 
 
-def report_skipped(out: Path, results: dict[str, list[ChunkResult]]) -> None:
+def report_skipped(out: Location, results: dict[str, list[ChunkResult]]) -> None:
     rows = [(split, p, why) for split, rs in results.items() for r in rs for p, why in r.skipped]
-    with (out / mf.SKIPPED).open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["split", "path", "reason"])
-        w.writerows(rows)
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["split", "path", "reason"])
+    w.writerows(rows)
+    write_atomic(out / mf.SKIPPED, text.getvalue())
     msg = "[prepare] done: " + ", ".join(
         f"{sum(r.images for r in rs)} {split}" for split, rs in results.items()
     )

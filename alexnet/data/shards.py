@@ -20,11 +20,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs
-import pyarrow.parquet as pq
 
 from alexnet.data.augment import Draws, TrainAugment
 from alexnet.seeding import augment_rng, shuffle_rng
+from alexnet.store import parquet_file
 
 SHARDS_PER_CALL = 2  # shards each training actor call reads, augments and sends as one block
 
@@ -32,8 +31,7 @@ SHARDS_PER_CALL = 2  # shards each training actor call reads, augments and sends
 def read_row_groups(batch: dict[str, Sequence[str]], columns: list[str]) -> Iterator[pa.Table]:
     """Stream shard files one row group at a time (local paths, NFS, s3://, gs://)."""
     for path in batch["path"]:
-        fs, file_path = pyarrow.fs.FileSystem.from_uri(path) if "://" in path else (None, path)
-        with pq.ParquetFile(file_path, filesystem=fs) as pf:
+        with parquet_file(path) as pf:
             for i in range(pf.num_row_groups):
                 yield pf.read_row_group(i, columns=columns)
 
