@@ -1,5 +1,6 @@
-"""Real failures: a training worker killed with SIGKILL mid-run, a driver killed with the
-local Ray it started, then rerun, and a disk that fills up. The network is LeNet-5: the
+"""Real failures: a training worker killed with SIGKILL mid-run and a disk that fills up
+(the driver killed with the local Ray it started, then rerun, is in
+tests/test_object_store.py, with its data and checkpoints in a bucket). The network is LeNet-5: the
 failures and the recovery are what is tested, and its epochs and checkpoints cost little
 (AlexNet's are 460 MB). The killed worker's run is also the suite's end-to-end check of
 two DDP workers fed by Ray Data and recorded in MLflow: a Ray Train run costs ~30 s of
@@ -8,7 +9,6 @@ start-up on 2 cores, so one run serves both."""
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -18,6 +18,7 @@ import mlflow.pytorch
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from ray_train_runs import checkpoint_registered
 
 from alexnet import checkpoint as ckpt
 from alexnet import tracking
@@ -28,13 +29,6 @@ from alexnet.trainer import TrainOutcome, fit
 from alexnet.worker import checkpoint_state
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def checkpoint_registered(storage: Path, name: str) -> bool:
-    """Whether Ray Train's controller has taken in a checkpoint of run `name`: it writes
-    its snapshot of kept checkpoints then. A worker or driver killed between the report
-    and the controller's next poll takes that epoch's checkpoint with it."""
-    return (storage / name / "checkpoint_manager_snapshot.json").exists()
 
 
 def train_worker_pids() -> list[int]:
@@ -99,55 +93,6 @@ def test_two_workers_train_through_a_killed_worker_and_record_each_epoch_once(ra
     assert [a.path for a in client.list_artifacts(outcome.run_id, "checkpoint")] == ["checkpoint/checkpoint.pt"]
     model = mlflow.pytorch.load_model(f"runs:/{outcome.run_id}/model")  # the MLflow PyTorch model
     assert model(torch.zeros(2, 3, 224, 224)).shape == (2, 3)
-
-
-def latest_checkpoint(storage: Path, name: str) -> dict:
-    """The newest checkpoint Ray Train kept for run `name`."""
-    newest = max((p for p in (storage / name).glob("checkpoint_*") if p.is_dir()), key=lambda p: p.name)
-    return ckpt.load(newest / ckpt.CHECKPOINT_FILE, str(newest))
-
-
-def wait_for_epoch(client: MlflowClient, experiment: str, proc: subprocess.Popen, storage: Path, name: str,
-                   timeout_s: float = 600) -> str:
-    """The run id, once the run has logged its first epoch and its checkpoint is registered."""
-    deadline = time.time() + timeout_s
-    while time.time() < deadline and proc.poll() is None:
-        exp = client.get_experiment_by_name(experiment)
-        runs = client.search_runs([exp.experiment_id]) if exp else []
-        if (runs and client.get_metric_history(runs[0].info.run_id, "val_top1_err")
-                and checkpoint_registered(storage, name)):
-            return runs[0].info.run_id
-        time.sleep(0.5)
-    raise AssertionError(f"no epoch was logged (exit code {proc.poll()})")
-
-
-def test_rerunning_a_killed_driver_resumes_its_run(tiny_data: Path, tmp_path: Path) -> None:
-    command = [sys.executable, "jobs/train.py", "--arch", "lenet5", "--data", str(tiny_data), "--epochs", "2",
-               "--batch-size", "8", "--storage", str(tmp_path / "runs"), "--experiment", "test-driver",
-               "--name", "killed-driver", "--log-every", "1"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # each driver starts its own Ray
-    with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-        client = MlflowClient(tracking.tracking_uri())
-        run_id = wait_for_epoch(client, "test-driver", first, tmp_path / "runs", "killed-driver")
-        os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started: all gone at once
-        first.wait(timeout=60)
-    assert client.get_run(run_id).info.status == "RUNNING"  # nobody was left to close it
-    before = latest_checkpoint(tmp_path / "runs", "killed-driver")
-
-    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert f"MLflow run {run_id} (resumed)" in second.stdout
-    exp = client.get_experiment_by_name("test-driver")
-    assert [r.info.run_id for r in client.search_runs([exp.experiment_id])] == [run_id]
-    assert client.get_run(run_id).info.status == "FINISHED"
-    assert [m.step for m in client.get_metric_history(run_id, "val_top1_err")] == [0, 1]
-    # It went on from the checkpoint's epoch: the epochs before it keep the first driver's
-    # record to the last digit of their timing, so they were not trained again.
-    after = latest_checkpoint(tmp_path / "runs", "killed-driver")
-    assert 1 <= before["epoch"] < after["epoch"] == 2 and len(after["history"]) == 2
-    assert after["history"][:before["epoch"]] == before["history"]
 
 
 def checkpoint_bytes(cfg: TrainConfig, num_classes: int, path: Path) -> int:

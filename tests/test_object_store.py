@@ -1,0 +1,133 @@
+"""The object-store path end to end, as the README shows it for a cluster: the embedded
+dataset prepared into a bucket of a real S3-compatible server (moto's, on a local port),
+a LeNet-5 trained from it with its checkpoints in the bucket, its driver killed and the
+run resumed from the bucket's checkpoint, an ensemble assembled from the bucket's
+validation shards, and predictions from it.
+
+Every command is a real `python jobs/<name>.py` process given only the standard
+variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). The preparation, the ensemble and
+the prediction join the session's Ray, whose workers were started without them: they
+reach the bucket only if the job hands the variables to its workers. The killed
+driver starts a local Ray of its own, so that killing it takes its cluster with it.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+from ray_train_runs import wait_for_epoch
+
+from alexnet import checkpoint as ckpt
+from alexnet import tracking
+from alexnet.data import manifest as mf
+from alexnet.data.digits import export_digits
+from alexnet.data.prepare import prepare
+from alexnet.store import ObjectPath
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "alexnet-tests"
+
+
+def run(command: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def joined_env(ray_session, s3_server) -> dict[str, str]:
+    """A job's environment on the session's cluster: the store's variables and its address."""
+    return {**os.environ, **s3_server.env, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+
+
+@pytest.fixture(scope="module")
+def digits_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded dataset in ImageNet's layout, where a rerun finds the same files."""
+    src = tmp_path_factory.mktemp("digits-src") / "digits"
+    export_digits(src)
+    return src
+
+
+@pytest.fixture(scope="module")
+def bucket_data(s3_server, joined_env: dict[str, str], digits_src: Path) -> str:
+    s3_server.create_bucket(BUCKET)
+    uri = f"s3://{BUCKET}/digits"
+    out = run(["jobs/prepare_data.py", "--src", str(digits_src), "--out", uri], joined_env)
+    assert "[prepare] done: 1438 train, 359 val" in out.stdout
+    return uri
+
+
+def test_the_embedded_dataset_is_prepared_into_the_bucket_and_a_rerun_keeps_it(
+        bucket_data: str, digits_src: Path, s3_env, capsys: pytest.CaptureFixture) -> None:
+    root = ObjectPath(bucket_data)
+    manifest, classes = mf.load(root)
+    assert len(classes) == 10 and manifest.splits["train"].images == 1438 and manifest.splits["val"].images == 359
+    assert all((root / s).is_file() for split in ("train", "val") for s in manifest.splits[split].shards)
+    assert (root / mf.SKIPPED).read_text().splitlines() == ["split,path,reason"]
+    before = {p.name for p in (root / "train" / "chunk-00000").iterdir()}
+    # A rerun reads the chunk records from the bucket and keeps every chunk. It starts no
+    # Ray work (the session's workers could not reach the bucket: a rebuild would fail).
+    capsys.readouterr()
+    again = prepare(digits_src, bucket_data)
+    assert capsys.readouterr().out.count("already done, kept") == 2
+    assert again == manifest and {p.name for p in (root / "train" / "chunk-00000").iterdir()} == before
+
+
+def latest_checkpoint(run_dir: ObjectPath) -> dict:
+    """The newest checkpoint Ray Train kept in the bucket, read through a local copy."""
+    newest = max((p for p in run_dir.glob("checkpoint_*") if p.is_dir()), key=lambda p: p.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / ckpt.CHECKPOINT_FILE
+        local.write_bytes((newest / ckpt.CHECKPOINT_FILE).read_bytes())
+        return ckpt.load(local, str(newest))
+
+
+def test_train_from_the_bucket_kill_the_driver_resume_then_ensemble_and_predict(
+        bucket_data: str, s3_server, joined_env: dict[str, str], s3_env, tmp_path: Path) -> None:
+    storage = f"s3://{BUCKET}/runs"
+    train = ["jobs/train.py", "--arch", "lenet5", "--data", bucket_data, "--storage", storage, "--epochs", "2",
+             "--batch-size", "64", "--experiment", "test-s3", "--name", "from-bucket", "--log-every", "5"]
+    own_ray = {k: v for k, v in joined_env.items() if k != "RAY_ADDRESS"}  # each driver starts its own Ray
+    run_dir = ObjectPath(storage) / "from-bucket"
+    client = MlflowClient(tracking.tracking_uri())
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen([sys.executable, *train], cwd=ROOT, env=own_ray, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        run_id = wait_for_epoch(client, "test-s3", first, ObjectPath(storage), "from-bucket")
+        os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started: all gone at once
+        first.wait(timeout=60)
+    assert client.get_run(run_id).info.status == "RUNNING"  # nobody was left to close it
+    before = latest_checkpoint(run_dir)
+
+    second = run(train, own_ray, timeout=900)
+    assert f"MLflow run {run_id} (resumed)" in second.stdout
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run_id, "val_top1_err")] == [0, 1]
+    # It went on from the bucket's checkpoint: the epochs before it keep the first
+    # driver's record to the last digit of their timing, so they were not trained again.
+    after = latest_checkpoint(run_dir)
+    assert 1 <= before["epoch"] < after["epoch"] == 2 and after["history"][:before["epoch"]] == before["history"]
+    member_err = client.get_run(run_id).data.metrics["val_top1_err"]
+
+    out = run(["jobs/ensemble.py", "--runs", run_id, "--members", "1", "--data", bucket_data,
+               "--experiment", "test-s3", "--name", "bucket-ensemble"], joined_env)
+    exp = client.get_experiment_by_name("test-s3")
+    ensemble = next(r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "bucket-ensemble")
+    assert "done. MLflow run" in out.stdout
+    # one member, the same centre crops of the same 359 images: its training run's error
+    assert ensemble.data.metrics["ensemble_top1_err"] == pytest.approx(member_err)
+
+    predictions = tmp_path / "val.csv"
+    out = run(["jobs/predict.py", "--run", ensemble.info.run_id, "--data", bucket_data, "--out", str(predictions)],
+              joined_env)
+    preds = pd.read_csv(predictions)
+    assert len(preds) == 359 and preds["image"].is_unique
+    assert 100 * (preds["class_1"] != preds["label"]).mean() == pytest.approx(member_err)
