@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/digits
 
-.PHONY: install data train tune ensemble compare ablations test bench bench-photos gpu-check gpu-wheels lint clean clean-runs help cluster-up submit cluster-down cluster-run mlflow-ui
+.PHONY: install data train tune ensemble compare ablations test bench bench-photos bench-s3 gpu-check gpu-wheels lint clean clean-runs help cluster-up submit cluster-down cluster-run mlflow-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,6 +42,10 @@ ablations: data  ## the paper's ablations of AlexNet on the embedded default, on
 
 bench: data  ## measure decode, augmentation, the Ray Data pipeline and the model step (writes bench.json)
 	$(PY) jobs/bench.py --json bench.json --scaling
+
+bench-s3: data  ## the pipeline with the shards in a local S3 server (moto) against the same shards on disk
+	$(PY) tests/s3_server.py $(DATA) s3://bench/digits -- $(PY) jobs/bench.py --data s3://bench/digits \
+		--compare-data $(DATA) --json bench-s3.json
 
 data/photos/manifest.json: $(STAMP)
 	$(PY) jobs/prepare_data.py --photos 4000 --out data/photos

@@ -53,7 +53,7 @@ COST_METRICS = ("num_params", "forward_gflop", "train_gflop")  # logged on each 
 
 @dataclass
 class CompareConfig:
-    data: str = _f("data/digits", "prepared data directory (from jobs/prepare_data.py)")
+    data: str = _f("data/digits", "prepared data (jobs/prepare_data.py): a directory or a URI, s3://bucket/prefix")
     archs: tuple[str, ...] = _f(tuple(models.names()), "networks to compare, comma-separated; each is the variant "
                                                        "`--arch NAME` (default: every network: "
                                                        f"{', '.join(models.names())})")

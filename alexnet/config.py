@@ -49,7 +49,7 @@ def name_checks(flag: str, name: str) -> list[tuple[bool, str]]:
 
 @dataclass
 class TrainConfig:
-    data: str = _f("data/digits", "prepared data directory (from jobs/prepare_data.py)")
+    data: str = _f("data/digits", "prepared data (jobs/prepare_data.py): a directory or a URI, s3://bucket/prefix")
     arch: str = _f("alexnet", f"the network: {', '.join(models.names())}; its paper's recipe sets the defaults "
                               "of the other settings (docs/architectures.md), which flags and --preset override")
     input_size: int = _f(0, "side of the network's input: the 224 crops are resized to it on the device (0 = the "
@@ -118,7 +118,7 @@ class TrainConfig:
                    "(the step never reads back from the device, so it can be captured)")
     name: str = _f("", "run name; rerunning with the same name resumes it (default: a new name)")
     experiment: str = _f("alexnet", "MLflow experiment")
-    storage: str = _f("runs", "where Ray Train keeps checkpoints (local path, NFS, s3://, gs://)")
+    storage: str = _f("runs", "where Ray Train keeps checkpoints: a directory (NFS) or a URI, s3://bucket/prefix")
     max_failures: int = _f(3, "worker-group restarts before the run fails (-1 = unlimited)")
     cpus_per_worker: float = _f(0.0, "CPUs reserved per training worker (0 = auto)")
     threads_per_worker: int = _f(0, "torch CPU threads per worker (0 = auto)")
@@ -224,7 +224,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 @dataclass
 class SweepConfig:
-    data: str = _f("data/digits", "prepared data directory (from jobs/prepare_data.py)")
+    data: str = _f("data/digits", "prepared data (jobs/prepare_data.py): a directory or a URI, s3://bucket/prefix")
     train_preset: str = _f("", "start every trial from this jobs/train.py preset (default: the paper's recipe)")
     train_args: str = _f("", "more jobs/train.py flags for every trial, e.g. \"--batch-size 64 --eval-crop ten\"")
     epochs: int = _f(0, "epochs per trial (0 = the training config's)")
@@ -296,7 +296,7 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class EnsembleConfig:
-    data: str = _f("data/digits", "prepared data directory whose validation split is scored")
+    data: str = _f("data/digits", "prepared data (a directory or s3:// URI) whose validation split is scored")
     members: int = _f(7, "members to train (--train), or to take from --parent / --tag")
     train: bool = _f(False, "train the members first: jobs/tune.py's seed mode, seeds 0..members-1")
     runs: tuple[str, ...] = _f((), "member MLflow run ids, comma-separated (instead of --train)")
@@ -352,7 +352,7 @@ ENSEMBLE_PRESETS: dict[str, dict[str, Any]] = {
 class PredictConfig:
     run: str = _f("", "MLflow run id of a training run or of an ensemble run (jobs/ensemble.py)")
     images: str = _f("", "a folder of images to classify (searched recursively)")
-    data: str = _f("", "or: a prepared data directory whose --split is scored with Ray Data")
+    data: str = _f("", "or: prepared data (a directory or s3:// URI) whose --split is scored with Ray Data")
     split: str = _f("val", "--data: the split to score")
     eval_crop: Literal["center", "ten"] = _f("center", "centre 224 crop, or 10 crops averaged")
     out: str = _f("predictions.csv", "CSV to write: top-5 classes and probabilities per image")
@@ -372,7 +372,7 @@ class PredictConfig:
 @dataclass
 class FiguresConfig:
     run: str = _f("", "MLflow run id of a training run or of an ensemble run (jobs/ensemble.py)")
-    data: str = _f("data/digits", "prepared data directory the run was trained on")
+    data: str = _f("data/digits", "prepared data the run was trained on (a directory or s3:// URI)")
     images: int = _f(8, "validation images in the top-5 figure")
     queries: int = _f(5, "validation images in the retrieval figure")
     neighbours: int = _f(6, "nearest training images shown for each of them")

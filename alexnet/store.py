@@ -65,13 +65,19 @@ class ObjectPath:
         self.scheme, self.key = scheme, rest.strip("/")
         if not self.key:
             raise UserError(f"{uri}: name a bucket (and a prefix in it), e.g. {scheme}://my-bucket/shards")
-        if fs is None:
+        self._fs = fs
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        """The store's client, made on first use: without a region set, making it asks the
+        store for the bucket's, so it can fail the ways `check_reachable` explains."""
+        if self._fs is None:
             try:
-                fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{self.key}")
-            except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
-                raise UserError(f"{uri}: not a location pyarrow can open ({e}); pass a local path or an "
+                self._fs, _ = pafs.FileSystem.from_uri(str(self))
+            except ValueError as e:  # pyarrow's ArrowInvalid: a scheme it has no file system for
+                raise UserError(f"{self}: not a location pyarrow can open ({e}); pass a local path or an "
                                 "s3:// or gs:// URI") from e
-        self.fs = fs
+        return self._fs
 
     # -- naming ---------------------------------------------------------------------
     def __str__(self) -> str:
@@ -233,6 +239,9 @@ def check_reachable(location: ObjectPath, flag: str) -> None:
         info = location.fs.get_file_info(location.bucket)
     except OSError as e:
         text = str(e)
+        if any(s in text for s in ("NO_SUCH_BUCKET", "NoSuchBucket", "HTTP status 404")):
+            raise UserError(f"{flag} {location}: bucket '{location.bucket}' does not exist{where}; create it "
+                            "or correct the name") from e
         if any(s in text for s in ("NETWORK_CONNECTION", "Could not connect", "curlCode", "Couldn't resolve")):
             why = (f"the endpoint{where or ' (the default for ' + location.scheme + ')'} does not answer; "
                    "check AWS_ENDPOINT_URL (for S3) and that the store is running")

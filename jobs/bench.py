@@ -2,6 +2,7 @@
 
     python jobs/bench.py --json bench.json                # the embedded default's shards
     python jobs/bench.py --data /data/imagenet-shards --scaling
+    python jobs/bench.py --data s3://bucket/digits --compare-data data/digits   # the store against local disk
 
 Prints a table with the ratios augment/decode, pipeline/(augment x CPUs) and
 augment/baseline, and writes every figure to the JSON file. The pipeline is also measured
@@ -29,7 +30,11 @@ from alexnet.store import open_location
 
 @dataclass
 class BenchConfig:
-    data: str = field(default="data/digits", metadata={"help": "prepared data directory"})
+    data: str = field(default="data/digits", metadata={
+        "help": "prepared data directory, or its object-store URI (s3://bucket/prefix)"})
+    compare_data: str = field(default="", metadata={
+        "help": "another copy of the same shards (e.g. on local disk beside --data s3://...): its pipeline rate "
+                "is measured the same way in this run, and the ratio printed"})
     json: str = field(default="bench.json", metadata={"help": "where to write every figure"})
     images: int = field(default=1024, metadata={"help": "images decoded per in-process pass"})
     seconds: float = field(default=5.0, metadata={"help": "minimum seconds per in-process measurement"})
@@ -91,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
              pipeline_train_iter_img_per_sec=p.train_iter_img_per_sec,
              pipeline_train_iter_local_shuffle_img_per_sec=p.train_iter_local_shuffle_img_per_sec,
              train_batch=p.train_batch, train_iter_device=str(device))
+    if cfg.compare_data:
+        other = open_location(cfg.compare_data)
+        print(f"[bench] Ray Data pipeline on {cpus} CPUs, shards in {other} ...", flush=True)
+        c = bench.pipeline_throughput(str(other), mf.load(other)[0], cpus, cfg.pipeline_images, cfg.pipeline_warmup,
+                                      compare=False)
+        r.update(compare_data=str(other), compare_data_pipeline_img_per_sec=c.img_per_sec,
+                 compare_data_first_batch_s=c.first_batch_s)
     if cfg.scaling:  # the headline only
         r["scaling"] = {n: asdict(bench.pipeline_throughput(str(root), manifest, n, cfg.pipeline_images,
                                                             cfg.pipeline_warmup, compare=False))
@@ -107,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_iter_local_shuffle_over_pipeline": p.train_iter_local_shuffle_img_per_sec / p.img_per_sec,
         "train_iter_over_train_iter_local_shuffle": p.train_iter_img_per_sec / p.train_iter_local_shuffle_img_per_sec,
     }
+    if cfg.compare_data:
+        r["ratios"]["pipeline_over_compare_data"] = p.img_per_sec / r["compare_data_pipeline_img_per_sec"]
     print_table(r)
     with open(cfg.json, "w") as f:
         json.dump(r, f, indent=2)
@@ -164,6 +178,12 @@ def print_table(r: dict) -> None:
          f"{r['ratios']['train_iter_local_shuffle_over_pipeline']:.2f} x pipeline; the iterator it replaced "
          f"(local shuffle buffer of {bench.LOCAL_SHUFFLE_BATCHES} batches)"),
     ]
+    if "compare_data" in r:
+        rows += [("compare_data_pipeline", f"{r['compare_data_pipeline_img_per_sec']:.0f} img/s",
+                  f"the same pipeline on {r['compare_data']}; --data's is "
+                  f"{r['ratios']['pipeline_over_compare_data']:.2f} x this"),
+                 ("compare_data_first_batch_s", f"{r['compare_data_first_batch_s']:.1f} s",
+                  f"start-up on {r['compare_data']}, not in the rate")]
     for key, suffix in (("model_step_img_per_sec", ""), ("model_step_compiled_img_per_sec", "_compiled")):
         for model, rate in (r[key] or {}).items():
             frac = (r["model_step_peak_frac"] or {}).get(model + suffix)

@@ -1,7 +1,14 @@
 """A real S3-compatible server for the tests: moto's standalone server on a free local
 port, with authentication on, so that wrong credentials are refused as a real store
 refuses them. Its first three requests are let through unsigned: they create the user,
-its policy and its keys, the only credentials the server then accepts."""
+its policy and its keys, the only credentials the server then accepts.
+
+Run as a script it serves one command (`make bench-s3`): it starts the server, copies a
+prepared data directory into a bucket, runs the command with the store's variables set
+and stops the server:
+
+    python tests/s3_server.py data/digits s3://bench/digits -- python jobs/bench.py --data s3://bench/digits
+"""
 
 from __future__ import annotations
 
@@ -40,6 +47,21 @@ class S3Server:
 
         return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
                             aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+
+    def upload(self, local: Path, uri: str) -> int:
+        """Copy a directory's files under `uri` (s3://bucket/prefix, the bucket made here);
+        returns how many."""
+        import pyarrow.fs as pafs
+
+        from alexnet.store import ObjectPath
+
+        self.create_bucket(uri.split("://", 1)[1].split("/", 1)[0])
+        fs = pafs.S3FileSystem(access_key=self.access_key, secret_key=self.secret_key, region="us-east-1",
+                               endpoint_override=self.endpoint)  # this server's, whatever the environment says
+        files = [p for p in sorted(local.rglob("*")) if p.is_file() and not p.name.startswith(".lock")]
+        for p in files:
+            (ObjectPath(uri, fs) / p.relative_to(local).as_posix()).write_bytes(p.read_bytes())
+        return len(files)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -81,3 +103,26 @@ def start_s3_server(log: Path) -> S3Server:
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
     key = iam.create_access_key(UserName="tests")["AccessKey"]
     return S3Server(proc, endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+
+
+def main(argv: list[str]) -> int:
+    if "--" not in argv or argv.index("--") != 2:
+        print("usage: python tests/s3_server.py LOCAL_DIR s3://BUCKET/PREFIX -- COMMAND ...", file=sys.stderr)
+        return 2
+    local, uri, command = Path(argv[0]), argv[1], argv[3:]
+    if not (local / "manifest.json").is_file():
+        print(f"{local}: not a prepared data directory (no manifest.json); run `make data` first", file=sys.stderr)
+        return 2
+    server = start_s3_server(Path(os.environ.get("TMPDIR", "/tmp")) / f"moto-{os.getpid()}.log")
+    try:
+        os.environ.update(server.env)  # before anything reads them, as pyarrow does
+        print(f"[s3] moto server at {server.endpoint}: {server.upload(local, uri)} files of {local} in {uri}",
+              flush=True)
+        return subprocess.run(command, env={**os.environ, **server.env}).returncode
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main(sys.argv[1:]))

@@ -5,6 +5,7 @@ torch.compile too under --compile auto), so the end-to-end test asserts what it 
 this host; the compiled-step test means the CPU."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,16 +20,21 @@ KEYS = {"decode_per_core", "decode_batched_img_per_sec", "decode_batched_device"
         "pipeline_iter_torch_batches_img_per_sec", "augment_all_cores", "device", "ratios",
         "model_step_compiled_img_per_sec", "model_train_gflop_per_image", "bf16_peak_tflops", "model_step_peak_frac",
         "pipeline_blocks", "pipeline_train_iter_img_per_sec", "pipeline_train_iter_local_shuffle_img_per_sec",
-        "train_batch", "train_iter_device"}
+        "train_batch", "train_iter_device", "compare_data", "compare_data_pipeline_img_per_sec",
+        "compare_data_first_batch_s"}
 
 
-def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
+def test_bench_writes_every_key(tiny_data: Path, s3_server, tmp_path: Path) -> None:
+    """With the shards in a bucket of a real S3-compatible server, and the same shards on
+    disk to compare the pipeline with (`make bench-s3`)."""
     out = tmp_path / "bench.json"
+    s3_server.upload(tiny_data, "s3://bench-tests/tiny")
     done = subprocess.run(
-        [sys.executable, "jobs/bench.py", "--data", str(tiny_data), "--json", str(out), "--seconds", "0.2",
+        [sys.executable, "jobs/bench.py", "--data", "s3://bench-tests/tiny", "--compare-data", str(tiny_data),
+         "--json", str(out), "--seconds", "0.2",
          "--pipeline-images", "100", "--pipeline-warmup", "100", "--pipeline-cpus", "1",
          "--model-batch", "2", "--model-steps", "1", "--peak-tflops", "2.5", "--train-batch", "16"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **s3_server.env})
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert KEYS <= set(figures)
@@ -38,7 +44,9 @@ def test_bench_writes_every_key(tiny_data: Path, tmp_path: Path) -> None:
                                       "augment_over_baseline", "augment_all_cores_over_augment_x_cpus",
                                       "pipeline_over_augment_all_cores", "train_iter_over_pipeline",
                                       "train_iter_local_shuffle_over_pipeline",
-                                      "train_iter_over_train_iter_local_shuffle"}
+                                      "train_iter_over_train_iter_local_shuffle", "pipeline_over_compare_data"}
+    assert figures["compare_data"] == str(tiny_data) and figures["compare_data_pipeline_img_per_sec"] > 0
+    assert f"the same pipeline on {tiny_data}; --data's is " in done.stdout
     assert figures["decode_batched_device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert "--decode gpu's batched decode and crop" in done.stdout
     assert all(v > 0 for v in (figures["decode_per_core"], figures["decode_batched_img_per_sec"],

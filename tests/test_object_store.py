@@ -1,8 +1,8 @@
 """The object-store path end to end, as the README shows it for a cluster: the embedded
 dataset prepared into a bucket of a real S3-compatible server (moto's, on a local port),
 a LeNet-5 trained from it with its checkpoints in the bucket, its driver killed and the
-run resumed from the bucket's checkpoint, an ensemble assembled from the bucket's
-validation shards, and predictions from it.
+run resumed from the bucket's checkpoint, an ensemble whose member Ray Tune trains from
+the bucket (the sweep jobs/tune.py runs, in its seed mode), and predictions from it.
 
 Every command is a real `python jobs/<name>.py` process given only the standard
 variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). The preparation, the ensemble and
@@ -90,8 +90,8 @@ def latest_checkpoint(run_dir: ObjectPath) -> dict:
         return ckpt.load(local, str(newest))
 
 
-def test_train_from_the_bucket_kill_the_driver_resume_then_ensemble_and_predict(
-        bucket_data: str, s3_server, joined_env: dict[str, str], s3_env, tmp_path: Path) -> None:
+def test_train_from_the_bucket_kill_the_driver_and_resume(
+        bucket_data: str, joined_env: dict[str, str], s3_env, tmp_path: Path) -> None:
     storage = f"s3://{BUCKET}/runs"
     train = ["jobs/train.py", "--arch", "lenet5", "--data", bucket_data, "--storage", storage, "--epochs", "2",
              "--batch-size", "64", "--experiment", "test-s3", "--name", "from-bucket", "--log-every", "5"]
@@ -115,19 +115,27 @@ def test_train_from_the_bucket_kill_the_driver_resume_then_ensemble_and_predict(
     # driver's record to the last digit of their timing, so they were not trained again.
     after = latest_checkpoint(run_dir)
     assert 1 <= before["epoch"] < after["epoch"] == 2 and after["history"][:before["epoch"]] == before["history"]
-    member_err = client.get_run(run_id).data.metrics["val_top1_err"]
 
-    out = run(["jobs/ensemble.py", "--runs", run_id, "--members", "1", "--data", bucket_data,
-               "--experiment", "test-s3", "--name", "bucket-ensemble"], joined_env)
-    exp = client.get_experiment_by_name("test-s3")
-    ensemble = next(r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "bucket-ensemble")
+
+def test_an_ensemble_trained_by_tune_from_the_bucket_and_predictions_from_it(
+        bucket_data: str, joined_env: dict[str, str], s3_env, tmp_path: Path) -> None:
+    client = MlflowClient(tracking.tracking_uri())
+    out = run(["jobs/ensemble.py", "--train", "--members", "1", "--epochs", "1", "--data", bucket_data,
+               "--train-args", "--arch lenet5 --batch-size 64 --log-every 10", "--storage", f"s3://{BUCKET}/runs",
+               "--experiment", "test-s3-ensemble", "--name", "bucket-ensemble"], joined_env)
     assert "done. MLflow run" in out.stdout
+    exp = client.get_experiment_by_name("test-s3-ensemble")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    ensemble = runs["bucket-ensemble"]
+    member = next(r for r in runs.values() if r.info.run_id == ensemble.data.params["member_run_ids"])
+    assert any((ObjectPath(f"s3://{BUCKET}/runs") / "bucket-ensemble-members").iterdir())  # Tune's state
+    member_err = member.data.metrics["val_top1_err"]
     # one member, the same centre crops of the same 359 images: its training run's error
     assert ensemble.data.metrics["ensemble_top1_err"] == pytest.approx(member_err)
 
     predictions = tmp_path / "val.csv"
-    out = run(["jobs/predict.py", "--run", ensemble.info.run_id, "--data", bucket_data, "--out", str(predictions)],
-              joined_env)
+    run(["jobs/predict.py", "--run", ensemble.info.run_id, "--data", bucket_data, "--out", str(predictions)],
+        joined_env)
     preds = pd.read_csv(predictions)
     assert len(preds) == 359 and preds["image"].is_unique
     assert 100 * (preds["class_1"] != preds["label"]).mean() == pytest.approx(member_err)

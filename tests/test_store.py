@@ -61,7 +61,10 @@ def test_shards_in_the_store_read_as_one_table(bucket: ObjectPath, tiny_data: Pa
     assert sorted(table.column("index").to_pylist()) == list(range(manifest.splits["val"].images))
 
 
-def test_a_missing_bucket_is_named(s3_env) -> None:
+@pytest.mark.parametrize("region", ["us-east-1", None])  # without one, the client asks the store for the bucket's
+def test_a_missing_bucket_is_named(s3_env, region: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    if region is None:
+        monkeypatch.delenv("AWS_DEFAULT_REGION")
     with pytest.raises(UserError, match=r"^--data s3://no-such-bucket/x: bucket 'no-such-bucket' does not exist at "
                                         r"http://127\.0\.0\.1:\d+; create it or correct the name$"):
         check_reachable(ObjectPath("s3://no-such-bucket/x"), "--data")

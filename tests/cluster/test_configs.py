@@ -109,9 +109,13 @@ def test_rayjob_manifest_names_a_real_job_and_enough_gpus() -> None:
     gpus = sum(n * int(lim.get("nvidia.com/gpu", 0)) for n, lim in limits)
     assert int(flags["--workers"]) <= gpus
     assert any("nvidia.com/gpu" not in lim and int(lim["cpu"]) >= 32 for _, lim in limits)
-    for g in groups:  # every worker reads --data from the same mount
-        mounts = {m["mountPath"] for m in g["template"]["spec"]["containers"][0].get("volumeMounts", [])}
-        assert flags["--data"].startswith(tuple(mounts)), g["groupName"]
+    assert flags["--data"].startswith("s3://") and flags["--storage"].startswith("s3://")  # no shared volume
+    for template in [cluster["headGroupSpec"]["template"], *(g["template"] for g in groups)]:
+        # every pod that reads the bucket (the driver on the head, the actors, the workers)
+        # gets the store's variables from a Secret, optional where a service account's role serves
+        container = template["spec"]["containers"][0]
+        assert {"secretRef": {"name": "alexnet-s3", "optional": True}} in container.get("envFrom", [])
+        assert not any(e["name"].startswith("AWS_") and "value" in e for e in container.get("env", []))
 
 
 @pytest.mark.parametrize("path", ["runtime_env.yaml"])
@@ -208,7 +212,16 @@ def test_no_cluster_file_holds_a_token(path: str) -> None:
         assert not any(d.get("kind") == "Secret" for d in docs), "the Secret is made with kubectl, not kept here"
 
 
-def test_no_cluster_doc_promises_object_store_data() -> None:
-    """--data must be a directory every node reads: the manifest is read from local files."""
+def test_the_launcher_keeps_data_in_the_bucket_with_each_nodes_role() -> None:
+    """No shared file system: the shards and checkpoints are in S3, reached with each
+    node's instance profile; no key is written in any cluster file."""
+    config = yaml.safe_load((CLUSTER / "aws-gpu.yaml").read_text())
+    _, flags = parse_command(launcher_submit_command((CLUSTER / "aws-gpu.yaml").read_text()))
+    assert flags["--data"].startswith("s3://") and flags["--storage"].startswith("s3://")
+    for name, node in config["available_node_types"].items():
+        assert "Name" in node["node_config"]["IamInstanceProfile"], name
+    assert "initialization_commands" not in config and "nfs" not in json.dumps(config).lower()
     for path in CLUSTER.iterdir():
-        assert not re.search(r"--data[ =](s3|gs)://", path.read_text()), path.name
+        text = path.read_text()
+        assert not re.search(r"AWS_SECRET_ACCESS_KEY[:=]\s*[\"']?[A-Za-z0-9/+]{20,}", text), path.name
+        assert not re.search(r"\bAKIA[0-9A-Z]{12,}", text), path.name
