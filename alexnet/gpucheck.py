@@ -127,6 +127,9 @@ def make_data(plan: Plan) -> tuple[Path, mf.Manifest, dict[str, Any]]:
     """The photo-like set in `plan.data`, made here unless a prepared one is there."""
     from alexnet.data.photos import export_photos
 
+    if "://" in plan.data:
+        raise UserError(f"--data {plan.data}: the GPU check prepares and reads its data on the local disk, "
+                        "without Ray; pass a local directory")
     root = Path(plan.data)
     start = time.perf_counter()
     if (root / mf.MANIFEST).is_file():

@@ -41,6 +41,9 @@ def init_ray(**kwargs: Any) -> None:
     for name, value in RAY_SETTINGS.items():
         os.environ.setdefault(name, value)
     store_env = worker_env()
+    if "AWS_SESSION_TOKEN" in store_env:
+        print("[ray] the workers get this shell's temporary AWS credentials (AWS_SESSION_TOKEN): a run that "
+              "outlives them fails to read the store; give the nodes a role for long runs", flush=True)
     if store_env:
         runtime_env = dict(kwargs.pop("runtime_env", None) or {})
         runtime_env["env_vars"] = {**store_env, **runtime_env.get("env_vars", {})}

@@ -2,11 +2,10 @@
 
 On one machine (or with NFS) prepared data and checkpoints are directories; on a cluster
 they are usually in an object store (S3, GCS, MinIO). Every `--data`, `--out` and
-`--storage` is opened here: a local path becomes a `pathlib.Path` (relative ones found
-as `resolve_path` says), a URI (``s3://bucket/prefix``, ``gs://...``, anything
-`pyarrow.fs.FileSystem.from_uri` takes) an `ObjectPath`, which has the few `Path`
-methods the jobs use, so the code that reads a manifest or writes a shard is the same
-for both.
+`--storage` is opened here: a local path (or ``file://``) becomes a `pathlib.Path`
+(relative ones found as `resolve_path` says), an ``s3://bucket/prefix`` or ``gs://...``
+URI an `ObjectPath`, which has the few `Path` methods the jobs use, so the code that
+reads a manifest or writes a shard is the same for both.
 
 Endpoints and credentials come from each store's own environment variables
 (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ... for S3), or from the machine's role
@@ -33,12 +32,15 @@ from alexnet.errors import UserError
 # What pyarrow's S3 client reads from the environment, and so what a Ray worker on
 # another node needs when the driver has them (an instance role needs none).
 STORE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-             "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_DISABLED")
+             "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
+STORES = ("s3", "gs", "gcs")  # the object stores pyarrow reads with its own clients
+FORWARD_SWITCH = "ALEXNET_STORE_ENV_TO_WORKERS"  # "0": the nodes have the store's variables or a role themselves
 SUBMITTED_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by `ray job submit` in the driver: its runtime env
 
 
 def is_uri(location: str | os.PathLike) -> bool:
-    return "://" in str(location)
+    """An object-store URI; ``file://`` is a local path (`as_location`)."""
+    return "://" in str(location) and not str(location).startswith("file://")
 
 
 def resolve_path(path: str) -> Path:
@@ -58,14 +60,21 @@ class ObjectPath:
     Folders are prefixes: `mkdir` makes nothing, `is_dir` is true once something is
     under it, and one object's write is atomic, so `write_text` needs no rename."""
 
-    def __init__(self, uri: str, fs: pafs.FileSystem | None = None) -> None:
+    def __init__(self, uri: str, fs: pafs.FileSystem | None = None, flag: str = "") -> None:
         scheme, _, rest = uri.partition("://")
+        named = f"{flag} {uri}" if flag else uri
+        if scheme not in STORES:
+            raise UserError(f"{named}: {scheme}:// is not a store this project reads; pass a local path or an "
+                            "s3:// or gs:// URI")
+        if "@" in rest.split("/", 1)[0]:  # never printed, logged or kept: the whole URI is
+            raise UserError(f"{flag or 'the URI'}: credentials in the URI are refused (they would be printed and "
+                            "logged with it); set the store's environment variables instead")
         if "?" in rest:
-            raise UserError(f"{uri}: options in the URI are not supported; set the store's environment variables "
+            raise UserError(f"{named}: options in the URI are not supported; set the store's environment variables "
                             "instead (for S3: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
         self.scheme, self.key = scheme, rest.strip("/")
         if not self.key:
-            raise UserError(f"{uri}: name a bucket (and a prefix in it), e.g. {scheme}://my-bucket/shards")
+            raise UserError(f"{named}: name a bucket (and a prefix in it), e.g. {scheme}://my-bucket/shards")
         self._fs = fs
 
     @property
@@ -75,9 +84,8 @@ class ObjectPath:
         if self._fs is None:
             try:
                 self._fs, _ = filesystem(str(self))
-            except ValueError as e:  # pyarrow's ArrowInvalid: a scheme it has no file system for
-                raise UserError(f"{self}: not a location pyarrow can open ({e}); pass a local path or an "
-                                "s3:// or gs:// URI") from e
+            except ValueError as e:  # pyarrow's ArrowInvalid: a store it was built without
+                raise UserError(f"{self}: pyarrow cannot open it here ({e}); pass a local path") from e
         return self._fs
 
     # -- naming ---------------------------------------------------------------------
@@ -94,7 +102,7 @@ class ObjectPath:
         return hash(str(self))
 
     def __truediv__(self, name: str) -> ObjectPath:
-        return ObjectPath(f"{self}/{str(name).strip('/')}", self.fs)
+        return ObjectPath(f"{self}/{str(name).strip('/')}", self._fs)
 
     @property
     def name(self) -> str:
@@ -169,9 +177,20 @@ class ObjectPath:
 Location = Union[Path, ObjectPath]  # noqa: UP007 - a runtime alias, read by isinstance and annotations alike
 
 
-def open_location(location: str) -> Location:
-    """`location` as a local `Path` (resolved) or an `ObjectPath`."""
-    return ObjectPath(location) if is_uri(location) else resolve_path(location)
+def open_location(location: str | Location, flag: str = "--data") -> Location:
+    """`location` as a local `Path` (resolved, as `resolve_path` says) or an
+    `ObjectPath`; one already opened is returned as it is."""
+    if not isinstance(location, str):
+        return location
+    return ObjectPath(location, flag=flag) if is_uri(location) else resolve_path(location.removeprefix("file://"))
+
+
+def as_location(location: str | Location, flag: str = "--out") -> Location:
+    """As `open_location`, but a relative local path stays relative to the current
+    directory: where a job writes (``prepare_data.py --out``)."""
+    if not isinstance(location, str):
+        return location
+    return ObjectPath(location, flag=flag) if is_uri(location) else Path(location.removeprefix("file://"))
 
 
 def remove_tree(location: Location) -> None:
@@ -229,9 +248,13 @@ def worker_env() -> dict[str, str]:
     """The object store's variables that this process has, for the job's runtime
     environment: a Ray worker on another node (or in a cluster started before them)
     has only what the job hands it. Those a submitted job's runtime environment carries
-    already are left out: Ray refuses the same variable from both."""
+    already are left out (Ray refuses the same variable from both), and none at all
+    with ALEXNET_STORE_ENV_TO_WORKERS=0, where every node has them or a role itself:
+    a job's runtime environment is visible to everyone who may submit jobs."""
     import json
 
+    if os.environ.get(FORWARD_SWITCH, "1") == "0":
+        return {}
     submitted = json.loads(os.environ.get(SUBMITTED_JOB_CONFIG, "{}"))
     carried = (submitted.get("runtime_env") or {}).get("env_vars") or {}
     return {k: os.environ[k] for k in STORE_ENV if k in os.environ and k not in carried}
@@ -240,38 +263,54 @@ def worker_env() -> dict[str, str]:
 def s3_credentials_set() -> bool:
     """Whether this process names S3 credentials itself; without them the client asks
     the machine's role (an instance profile, a pod's service account)."""
-    return any(k in os.environ for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE")) or (
-        Path.home() / ".aws" / "credentials").exists()
+    named = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    return any(k in os.environ for k in named) or (Path.home() / ".aws" / "credentials").exists()
 
 
-def check_reachable(location: ObjectPath, flag: str) -> None:
-    """Ask the store for the bucket once, so that a wrong name, refused credentials or
-    an endpoint that does not answer is one line before Ray starts (not a traceback
-    from a worker, after retries)."""
+def check_reachable(location: ObjectPath, flag: str, write: bool = False) -> None:
+    """Ask the store for the prefix once (and, with `write`, write and delete a probe
+    object under it), so that a wrong bucket, refused credentials or an endpoint that
+    does not answer is one line before Ray starts, not a traceback from a worker after
+    retries. Only the prefix is asked for: a policy may grant it and not the bucket."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     where = f" at {endpoint}" if endpoint and location.scheme == "s3" else ""
+    missing = UserError(f"{flag} {location}: bucket '{location.bucket}' does not exist{where}; create it "
+                        "or correct the name")
     try:
-        info = location.fs.get_file_info(location.bucket)
+        if location.fs.get_file_info(location.key).type == pafs.FileType.NotFound:
+            try:  # nothing there yet (a new --out or --storage), or no bucket at all?
+                bucket = location.fs.get_file_info(location.bucket).type
+            except OSError:
+                bucket = None  # a policy scoped to the prefix may not see the bucket itself
+            if bucket == pafs.FileType.NotFound:
+                raise missing
+        if write:
+            probe = location / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
     except OSError as e:
         text = str(e)
         if any(s in text for s in ("NO_SUCH_BUCKET", "NoSuchBucket", "HTTP status 404")):
-            raise UserError(f"{flag} {location}: bucket '{location.bucket}' does not exist{where}; create it "
-                            "or correct the name") from e
-        if any(s in text for s in ("NETWORK_CONNECTION", "Could not connect", "curlCode", "Couldn't resolve")):
-            why = (f"the endpoint{where or ' (the default for ' + location.scheme + ')'} does not answer; "
-                   "check AWS_ENDPOINT_URL (for S3) and that the store is running")
-        elif location.scheme == "s3" and not s3_credentials_set():
-            why = ("no credentials were found (AWS_ACCESS_KEY_ID is not set, no AWS_PROFILE, no ~/.aws/credentials) "
-                   "and the store refused the request without them: set AWS_ACCESS_KEY_ID and "
-                   "AWS_SECRET_ACCESS_KEY, or give the machine a role that may read the bucket")
-        elif any(s in text for s in ("ACCESS_DENIED", "AccessDenied", "403", "InvalidAccessKeyId",
-                                     "SignatureDoesNotMatch", "credentials")):
-            why = ("the store refused the credentials (missing or wrong): set AWS_ACCESS_KEY_ID and "
-                   "AWS_SECRET_ACCESS_KEY (for S3), or give the machine a role that may read the bucket")
-        else:
-            why = f"the store did not answer as expected ({text.splitlines()[0] if text else type(e).__name__}); " \
-                  "check the endpoint and the credentials"
-        raise UserError(f"{flag} {location}: {why}") from e
-    if info.type == pafs.FileType.NotFound:
-        raise UserError(f"{flag} {location}: bucket '{location.bucket}' does not exist{where}; create it "
-                        "or correct the name")
+            raise missing from e
+        raise UserError(f"{flag} {location}: {store_problem(text, location.scheme, where, write)}") from e
+
+
+def store_problem(text: str, scheme: str, where: str, write: bool) -> str:
+    """What a store's error means for the user, and what to do."""
+    unnamed = scheme == "s3" and not s3_credentials_set()
+    if any(s in text for s in ("NETWORK_CONNECTION", "Could not connect", "curlCode", "Couldn't resolve")):
+        return (f"the endpoint{where or ' (the default for ' + scheme + ')'} does not answer; "
+                "check AWS_ENDPOINT_URL (for S3) and that the store is running")
+    if any(s in text for s in ("ACCESS_DENIED", "AccessDenied", "403", "InvalidAccessKeyId",
+                               "SignatureDoesNotMatch", "credentials")):
+        may = "read and write" if write else "read"
+        if unnamed:
+            return ("the store refused the request: no credentials are set (AWS_ACCESS_KEY_ID, AWS_PROFILE, "
+                    "~/.aws/credentials), so the machine's role was used, if it has one; set the keys, or let "
+                    f"the role {may} the prefix")
+        return (f"the store refused the credentials (wrong, or not allowed to {may} it): check AWS_ACCESS_KEY_ID "
+                "and AWS_SECRET_ACCESS_KEY (for S3), or use a role that may")
+    first = text.splitlines()[0] if text else "no message"
+    hint = "; no credentials are set (AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws/credentials)" if unnamed else ""
+    return f"the store did not answer as expected ({first}){hint}; check the endpoint and the credentials"

@@ -26,7 +26,7 @@ from alexnet.errors import UserError
 from alexnet.locks import exclusive_lock
 from alexnet.memory import network_process_env
 from alexnet.plots import conv1_kernels, training_curves
-from alexnet.store import Location, ObjectPath, check_reachable, is_uri, open_location, resolve_path
+from alexnet.store import Location, ObjectPath, check_reachable, is_uri, open_location
 from alexnet.worker import train_func_per_worker
 
 
@@ -39,7 +39,8 @@ class TrainOutcome:
 
 
 def storage_uri(storage: str) -> str:
-    return storage if is_uri(storage) else str(resolve_path(storage))
+    """--storage as Ray gets it and MLflow records it: a URI in one spelling, or an absolute path."""
+    return str(open_location(storage, "--storage"))
 
 
 # A CPU training worker is a whole AlexNet with gradients and SGD momentum (~0.75 GB for
@@ -104,7 +105,7 @@ def check_writable(storage: str) -> None:
     """Find an unwritable checkpoint directory, or an object store that cannot be
     reached, now, not at the end of the first epoch."""
     if is_uri(storage):
-        check_reachable(ObjectPath(storage), "--storage")
+        check_reachable(ObjectPath(storage, flag="--storage"), "--storage", write=True)
         return
     path = Path(storage_uri(storage))
     try:

@@ -97,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
              pipeline_train_iter_local_shuffle_img_per_sec=p.train_iter_local_shuffle_img_per_sec,
              train_batch=p.train_batch, train_iter_device=str(device))
     if cfg.compare_data:
-        other = open_location(cfg.compare_data)
+        other = open_location(cfg.compare_data, "--compare-data")
         print(f"[bench] Ray Data pipeline on {cpus} CPUs, shards in {other} ...", flush=True)
-        c = bench.pipeline_throughput(str(other), mf.load(other)[0], cpus, cfg.pipeline_images, cfg.pipeline_warmup,
+        other_manifest, _ = mf.load(other, flag="--compare-data")
+        c = bench.pipeline_throughput(str(other), other_manifest, cpus, cfg.pipeline_images, cfg.pipeline_warmup,
                                       compare=False)
         r.update(compare_data=str(other), compare_data_pipeline_img_per_sec=c.img_per_sec,
                  compare_data_first_batch_s=c.first_batch_s)

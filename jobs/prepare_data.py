@@ -26,7 +26,7 @@ from alexnet.data.photos import export_photos
 from alexnet.data.prepare import prepare
 from alexnet.errors import UserError
 from alexnet.ray_setup import init_ray
-from alexnet.store import ObjectPath, is_uri
+from alexnet.store import as_location, write_atomic
 
 
 @dataclass
@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         prepare(src, cfg.out, val_labels=cfg.val_labels or None, val_synsets=cfg.val_synsets or None,
                 chunk_size=cfg.chunk_size, quality=cfg.quality, start_ray=lambda: init_ray(log_to_driver=False))
     if names:
-        out = ObjectPath(cfg.out) if is_uri(cfg.out) else Path(cfg.out)
+        out = as_location(cfg.out, "--out")
         classes = json.loads((out / mf.CLASSES).read_text())
         named = {wnid: names[wnid] for wnid in classes if wnid in names}
-        mf.write_json_atomic(out / mf.CLASS_NAMES, json.dumps(named, indent=1))
+        write_atomic(out / mf.CLASS_NAMES, json.dumps(named, indent=1))
         print(f"[prepare] names of {len(named)} of the {len(classes)} classes in {out / mf.CLASS_NAMES}",
               flush=True)
     return 0

@@ -113,7 +113,8 @@ def main(argv: list[str]) -> int:
     if not (local / "manifest.json").is_file():
         print(f"{local}: not a prepared data directory (no manifest.json); run `make data` first", file=sys.stderr)
         return 2
-    server = start_s3_server(Path(os.environ.get("TMPDIR", "/tmp")) / f"moto-{os.getpid()}.log")
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"moto-{os.getpid()}.log"
+    server = start_s3_server(log)
     try:
         os.environ.update(server.env)  # before anything reads them, as pyarrow does
         print(f"[s3] moto server at {server.endpoint}: {server.upload(local, uri)} files of {local} in {uri}",
@@ -121,6 +122,7 @@ def main(argv: list[str]) -> int:
         return subprocess.run(command, env={**os.environ, **server.env}).returncode
     finally:
         server.stop()
+        log.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,8 @@ def test_train_from_the_bucket_kill_the_driver_and_resume(
 
     second = run(train, joined_env, timeout=900)
     assert f"MLflow run {run_id} (resumed)" in second.stdout
+    exp = client.get_experiment_by_name("test-s3")
+    assert [r.info.run_id for r in client.search_runs([exp.experiment_id])] == [run_id]
     assert client.get_run(run_id).info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run_id, "val_top1_err")] == [0, 1]
     # It went on from the bucket's checkpoint: the epochs before it keep the first

@@ -23,9 +23,9 @@ from alexnet.store import (
 
 
 @pytest.fixture
-def bucket(s3_server, s3_env) -> ObjectPath:
+def bucket(s3_server, s3_env, tmp_path: Path) -> ObjectPath:
     s3_server.create_bucket("store-tests")
-    return ObjectPath("s3://store-tests/prefix")
+    return ObjectPath(f"s3://store-tests/{tmp_path.name}")  # each test a prefix of its own
 
 
 def test_an_object_path_reads_writes_lists_and_removes_like_a_directory(bucket: ObjectPath) -> None:
@@ -36,7 +36,7 @@ def test_an_object_path_reads_writes_lists_and_removes_like_a_directory(bucket: 
     assert bucket.is_dir() and (bucket / "a.json").is_file() and not (bucket / "sub").is_file()
     assert json.loads((bucket / "a.json").read_text()) == {"x": 1}
     assert [p.name for p in bucket.iterdir()] == ["a.json", "sub"]
-    assert [str(p) for p in (bucket / "sub").glob("*.parquet")] == ["s3://store-tests/prefix/sub/b.parquet"]
+    assert [str(p) for p in (bucket / "sub").glob("*.parquet")] == [f"{bucket}/sub/b.parquet"]
     assert str((bucket / "sub" / "c.txt").relative_to(bucket)) == "sub/c.txt"
     (bucket / "a.json").unlink()
     (bucket / "a.json").unlink(missing_ok=True)
@@ -45,12 +45,32 @@ def test_an_object_path_reads_writes_lists_and_removes_like_a_directory(bucket: 
 
 
 def test_locations_are_local_paths_or_object_paths(tmp_path: Path, s3_env) -> None:
-    assert open_location(str(tmp_path)) == tmp_path
+    assert open_location(str(tmp_path)) == tmp_path == open_location(f"file://{tmp_path}")
     assert str(open_location("s3://store-tests/x/")) == "s3://store-tests/x"
-    with pytest.raises(UserError, match=r"s3://: name a bucket"):
+    with pytest.raises(UserError, match=r"^--data s3://: name a bucket"):
         open_location("s3://")
-    with pytest.raises(UserError, match=r"options in the URI are not supported; set .*AWS_ENDPOINT_URL"):
-        open_location("s3://b/x?endpoint_override=localhost:9000")
+    with pytest.raises(UserError, match=r"^--storage s3://b/x\?endpoint_override=localhost:9000: options in the URI "
+                                        r"are not supported; set .*AWS_ENDPOINT_URL"):
+        open_location("s3://b/x?endpoint_override=localhost:9000", "--storage")
+    with pytest.raises(UserError, match=r"^--data: credentials in the URI are refused") as refused:
+        open_location("s3://AKIAKEY:secret@bucket/x")
+    assert "secret" not in str(refused.value)  # never repeated, not even in the refusal
+    with pytest.raises(UserError, match=r"^--data hdfs://host:9000/x: hdfs:// is not a store this project reads"):
+        open_location("hdfs://host:9000/x")
+
+
+def test_a_prefix_with_nothing_prepared_is_named(bucket: ObjectPath) -> None:
+    with pytest.raises(UserError, match=rf"^--data {bucket}: directory not found; run `python "
+                                        r"jobs/prepare_data.py"):
+        mf.load(bucket)
+    (bucket / "notes.txt").write_text("not prepared")
+    with pytest.raises(UserError, match=rf"^--data {bucket}: no manifest.json, so it is not prepared"):
+        mf.load(bucket)
+
+
+def test_a_writable_prefix_is_probed_and_left_as_it_was(bucket: ObjectPath) -> None:
+    check_reachable(bucket, "--storage", write=True)
+    assert [p.name for p in bucket.iterdir()] == []  # the probe object was written, then deleted
 
 
 def test_shards_in_the_store_read_as_one_table(bucket: ObjectPath, tiny_data: Path) -> None:
@@ -73,17 +93,17 @@ def test_a_missing_bucket_is_named(s3_env, region: str | None, monkeypatch: pyte
 def test_wrong_and_missing_credentials_are_named(bucket: ObjectPath, monkeypatch: pytest.MonkeyPatch,
                                                  tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    with pytest.raises(UserError, match=r"^--storage s3://store-tests/prefix: the store refused the credentials "
-                                        r"\(missing or wrong\): set AWS_ACCESS_KEY_ID"):
-        check_reachable(ObjectPath(str(bucket)), "--storage")
+    with pytest.raises(UserError, match=rf"^--storage {bucket}: the store refused the credentials "
+                                        r"\(wrong, or not allowed to read and write it\): check AWS_ACCESS_KEY_ID"):
+        check_reachable(ObjectPath(str(bucket)), "--storage", write=True)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY")
     with pytest.raises(UserError, match="refused the credentials"):
         check_reachable(ObjectPath(str(bucket)), "--storage")
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws/credentials either
-    with pytest.raises(UserError, match=r"^--data s3://store-tests/prefix: no credentials were found "
-                                        r"\(AWS_ACCESS_KEY_ID is not set"):
+    with pytest.raises(UserError, match=rf"^--data {bucket}: the store (refused the request|did not "
+                                        r"answer as expected).*no credentials are set \(AWS_ACCESS_KEY_ID, "):
         check_reachable(ObjectPath(str(bucket)), "--data")
 
 

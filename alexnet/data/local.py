@@ -34,6 +34,7 @@ from alexnet.data.images import SHARD_SIZE
 from alexnet.data.layout import SourceImage, find_images
 from alexnet.data.prepare import MIN_IMAGES_FOR_OWN_PCA, PARQUET_ENCODING, SHUFFLE_SEED, convert_image
 from alexnet.data.shards import SHARDS_PER_CALL, ShardsAugment, read_row_groups
+from alexnet.store import write_atomic
 
 
 def _convert(args: tuple[list[str], int]) -> list[tuple[bytes, list[float], list[float]] | None]:
@@ -88,8 +89,8 @@ def prepare_local(src: str | Path, out: str | Path, rows_per_shard: int = 1000, 
             "imagenet-constants"
     manifest = mf.Manifest(num_classes=len(classes), image_size=SHARD_SIZE, splits=infos, rgb_mean=rgb_mean,
                            pca_eigval=eigval, pca_eigvec=eigvec, pca_source=pca_source, source=str(src.resolve()))
-    mf.write_json_atomic(out / mf.CLASSES, json.dumps(classes, indent=1))
-    mf.write_json_atomic(out / mf.MANIFEST, manifest.to_json())
+    write_atomic(out / mf.CLASSES, json.dumps(classes, indent=1))
+    write_atomic(out / mf.MANIFEST, manifest.to_json())
     return manifest
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.fs as pafs
 
 from alexnet.errors import UserError
-from alexnet.store import Location, ObjectPath, check_reachable, open_location, write_atomic
+from alexnet.store import Location, ObjectPath, check_reachable, open_location, parquet_file
 
 MANIFEST, CLASSES, SKIPPED = "manifest.json", "classes.json", "skipped.csv"
 CLASS_NAMES = "class_names.json"  # {wnid: human-readable name}, where the preparation was given them
@@ -79,25 +79,22 @@ def pca_from_moments(mean01: np.ndarray, second_moment: np.ndarray) -> tuple[lis
     return np.clip(eigval[order], 0.0, None).tolist(), eigvec[:, order].tolist()
 
 
-def write_json_atomic(path: Location, text: str) -> None:
-    write_atomic(path, text)
-
-
-def load(data_dir: str | Location, splits: tuple[str, ...] = ("train", "val")) -> tuple[Manifest, list[str]]:
+def load(data_dir: str | Location, splits: tuple[str, ...] = ("train", "val"),
+         flag: str = "--data") -> tuple[Manifest, list[str]]:
     """Read and check a prepared directory (local, or a prefix in an object store);
-    every failure names the path and the fix."""
-    root = open_location(data_dir) if isinstance(data_dir, str) else data_dir
+    every failure names the flag, the path and the fix."""
+    root = open_location(data_dir, flag)
     if isinstance(root, ObjectPath):
-        check_reachable(root, "--data")
+        check_reachable(root, flag)
     if not root.is_dir():
-        raise UserError(f"--data {root}: directory not found; {PREPARE_HINT}")
+        raise UserError(f"{flag} {root}: directory not found; {PREPARE_HINT}")
     if not (root / MANIFEST).is_file():
-        raise UserError(f"--data {root}: no {MANIFEST}, so it is not prepared; {PREPARE_HINT}")
+        raise UserError(f"{flag} {root}: no {MANIFEST}, so it is not prepared; {PREPARE_HINT}")
     try:
         manifest = Manifest.from_dict(json.loads((root / MANIFEST).read_text()))
         classes = json.loads((root / CLASSES).read_text())
     except (OSError, ValueError, TypeError, KeyError) as e:
-        raise UserError(f"--data {root}: unreadable {MANIFEST} or {CLASSES} ({e}); {PREPARE_HINT}") from e
+        raise UserError(f"{flag} {root}: unreadable {MANIFEST} or {CLASSES} ({e}); {PREPARE_HINT}") from e
     if len(classes) != manifest.num_classes:
         raise UserError(
             f"{root / CLASSES} lists {len(classes)} classes but {MANIFEST} says "
@@ -106,8 +103,9 @@ def load(data_dir: str | Location, splits: tuple[str, ...] = ("train", "val")) -
     for split in splits:
         info = manifest.splits.get(split)
         if info is None or info.images == 0:
-            raise UserError(f"--data {root}: the {split} split is empty or missing; {PREPARE_HINT}")
-        missing = [s for s in info.shards if not (root / s).is_file()]
+            raise UserError(f"{flag} {root}: the {split} split is empty or missing; {PREPARE_HINT}")
+        present = files_under(root, split)
+        missing = [s for s in info.shards if s not in present and not (root / s).is_file()]
         if missing:
             raise UserError(
                 f"{root / MANIFEST} names {len(missing)} shard files that do not exist "
@@ -115,6 +113,15 @@ def load(data_dir: str | Location, splits: tuple[str, ...] = ("train", "val")) -
             )
         check_shards([root / s for s in info.shards])
     return manifest, classes
+
+
+def files_under(root: Location, folder: str) -> set[str]:
+    """The files under `root`/`folder`, as paths relative to `root`: one listing, not a
+    request per shard (ImageNet has ~1,300 of them, and a store answers each in tens of ms)."""
+    if isinstance(root, ObjectPath):
+        infos = root.fs.get_file_info(pafs.FileSelector((root / folder).key, recursive=True, allow_not_found=True))
+        return {i.path.removeprefix(root.key + "/") for i in infos if i.type == pafs.FileType.File}
+    return {p.relative_to(root).as_posix() for p in (root / folder).rglob("*") if p.is_file()}
 
 
 def read_synset_words(path: str | Path) -> dict[str, str]:
@@ -138,7 +145,7 @@ def read_synset_words(path: str | Path) -> dict[str, str]:
 def class_names(data_dir: str | Location, classes: list[str]) -> list[str]:
     """Each class's human-readable name in label order, from `class_names.json` when the
     preparation wrote one, else its wnid."""
-    path = (open_location(data_dir) if isinstance(data_dir, str) else data_dir) / CLASS_NAMES
+    path = open_location(data_dir) / CLASS_NAMES
     names = json.loads(path.read_text()) if path.is_file() else {}
     return [names.get(wnid, wnid) for wnid in classes]
 
@@ -148,11 +155,8 @@ def shard_problem(path: Location) -> str | None:
     cheap and catches a truncated or overwritten shard, which would otherwise pass every
     check and fail inside an augmentation actor, after Ray Train's retries."""
     try:
-        if isinstance(path, ObjectPath):
-            with path.fs.open_input_file(path.key) as f:
-                pq.ParquetFile(f).metadata  # noqa: B018 - reading it is the check
-        else:
-            pq.ParquetFile(path).metadata  # noqa: B018
+        with parquet_file(str(path)) as f:
+            f.metadata  # noqa: B018 - reading it is the check
     except (OSError, pa.ArrowException) as e:
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     return None

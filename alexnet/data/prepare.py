@@ -32,7 +32,7 @@ from alexnet.data.images import SHARD_SIZE, encode_jpeg, load_as_rgb_square
 from alexnet.data.layout import SourceImage, find_images
 from alexnet.errors import UserError
 from alexnet.locks import LOCK_NAME, exclusive_lock
-from alexnet.store import Location, ObjectPath, check_reachable, is_uri, remove_tree, write_atomic
+from alexnet.store import Location, ObjectPath, as_location, check_reachable, remove_tree, write_atomic
 
 MIN_IMAGES_FOR_OWN_PCA = 10
 SHUFFLE_SEED = 0
@@ -223,10 +223,9 @@ def prepare(
     at a time is the user's to keep.
     """
     src = Path(src)
-    if isinstance(out, str):
-        out = ObjectPath(out) if is_uri(out) else Path(out)
+    out = as_location(out, "--out")
     if isinstance(out, ObjectPath):
-        check_reachable(out, "--out")
+        check_reachable(out, "--out", write=True)
     classes, splits = find_images(
         src, Path(val_labels) if val_labels else None, Path(val_synsets) if val_synsets else None
     )
@@ -264,10 +263,10 @@ def write_shards(
                 note = "already done, kept"
             else:
                 marker = record_path(out, split, number)
-                mf.write_json_atomic(marker, json.dumps({"key": key, "started": True}))  # the folder is ours
+                write_atomic(marker, json.dumps({"key": key, "started": True}))  # the folder is ours
                 remove_chunk_folder(out, split, number)  # a chunk cut short last time is rebuilt whole
                 result = run_chunk(part, c * chunk_size, class_index, out, f"{split}/chunk-{number}", quality)
-                mf.write_json_atomic(marker, json.dumps({"key": key, **dataclasses.asdict(result)}))
+                write_atomic(marker, json.dumps({"key": key, **dataclasses.asdict(result)}))
                 note = f"{len(result.skipped)} skipped"
             results[split].append(result)
             done += len(part)
@@ -318,8 +317,8 @@ def assemble_manifest(
         rgb_mean=rgb_mean, pca_eigval=eigval, pca_eigvec=eigvec, pca_source=pca_source,
         source=str(src.resolve()),
     )
-    mf.write_json_atomic(out / mf.CLASSES, json.dumps(classes, indent=1))
-    mf.write_json_atomic(out / mf.MANIFEST, manifest.to_json())
+    write_atomic(out / mf.CLASSES, json.dumps(classes, indent=1))
+    write_atomic(out / mf.MANIFEST, manifest.to_json())
     return manifest
 
 

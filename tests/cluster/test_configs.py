@@ -110,6 +110,7 @@ def test_rayjob_manifest_names_a_real_job_and_enough_gpus() -> None:
     assert int(flags["--workers"]) <= gpus
     assert any("nvidia.com/gpu" not in lim and int(lim["cpu"]) >= 32 for _, lim in limits)
     assert flags["--data"].startswith("s3://") and flags["--storage"].startswith("s3://")  # no shared volume
+    assert env["env_vars"]["ALEXNET_STORE_ENV_TO_WORKERS"] == "0"  # every pod has the keys: none in the job's record
     for template in [cluster["headGroupSpec"]["template"], *(g["template"] for g in groups)]:
         # every pod that reads the bucket (the driver on the head, the actors, the workers)
         # gets the store's variables from a Secret, optional where a service account's role serves
@@ -223,5 +224,7 @@ def test_the_launcher_keeps_data_in_the_bucket_with_each_nodes_role() -> None:
     assert "initialization_commands" not in config and "nfs" not in json.dumps(config).lower()
     for path in CLUSTER.iterdir():
         text = path.read_text()
-        assert not re.search(r"AWS_SECRET_ACCESS_KEY[:=]\s*[\"']?[A-Za-z0-9/+]{20,}", text), path.name
-        assert not re.search(r"\bAKIA[0-9A-Z]{12,}", text), path.name
+        # a key by value in any spelling: KEY=..., KEY: ..., "KEY": "...", {name: KEY, value: ...}
+        assert not re.search(r"AWS_(SECRET_ACCESS_KEY|ACCESS_KEY_ID|SESSION_TOKEN)[\"']?\s*[:=,]\s*"
+                             r"(value:\s*)?[\"']?[A-Za-z0-9/+]{16,}", text), path.name
+        assert not re.search(r"\b(AKIA|ASIA)[0-9A-Z]{12,}", text), path.name
