@@ -70,12 +70,17 @@ def head(tmp_path: Path):
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_submitted_training_job_succeeds_and_logs_to_mlflow(head, tiny_data: Path) -> None:
+def test_submitted_training_job_succeeds_and_logs_to_mlflow(head, tiny_data: Path, s3_server) -> None:
+    """The README's submission, with the shards in a bucket: the store's variables reach
+    the job only through `--runtime-env-json` (the head was started without them), and
+    the job must not hand them on a second time (Ray refuses a variable from both)."""
     address, env = head
     experiment = f"submit-{uuid.uuid4().hex[:8]}"
-    job = ["python", "jobs/train.py", "--data", str(tiny_data), "--epochs", "1", "--workers", "2",
+    data = f"s3://submit-tests/{experiment}"
+    s3_server.upload(tiny_data, data)
+    job = ["python", "jobs/train.py", "--data", data, "--epochs", "1", "--workers", "2",
            "--batch-size", "8", "--experiment", experiment, "--log-every", "1"]
-    runtime_env = json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": tracking.tracking_uri()}})
+    runtime_env = json.dumps({"env_vars": {"MLFLOW_TRACKING_URI": tracking.tracking_uri(), **s3_server.env}})
     submit = [RAY, "job", "submit", "--address", address, "--working-dir", ".",
               "--runtime-env-json", runtime_env, "--", *job]
 
@@ -95,7 +100,7 @@ def test_submitted_training_job_succeeds_and_logs_to_mlflow(head, tiny_data: Pat
     client = MlflowClient(tracking.tracking_uri())
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.params["data"] == data
     assert "val_top1_err" in runs[0].data.metrics
     # the paper's figure 3 for the AlexNet it trained: 96 kernels in the two groups of its two GPUs
     assert "conv1_kernels.png" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
