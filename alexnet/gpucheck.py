@@ -48,6 +48,7 @@ from alexnet.data.local import prepare_local, train_loader, val_batches
 from alexnet.engine import EpochStats, evaluate, train_one_epoch
 from alexnet.errors import UserError
 from alexnet.recipe import build_model, build_optimizer_for
+from alexnet.store import as_location
 
 EAGER = "eager"
 COMPILE_RESERVE_S = 150  # at least this much of the budget left to start a compile mode
@@ -127,10 +128,10 @@ def make_data(plan: Plan) -> tuple[Path, mf.Manifest, dict[str, Any]]:
     """The photo-like set in `plan.data`, made here unless a prepared one is there."""
     from alexnet.data.photos import export_photos
 
-    if "://" in plan.data:
+    root = as_location(plan.data, "--data")
+    if not isinstance(root, Path):
         raise UserError(f"--data {plan.data}: the GPU check prepares and reads its data on the local disk, "
                         "without Ray; pass a local directory")
-    root = Path(plan.data)
     start = time.perf_counter()
     if (root / mf.MANIFEST).is_file():
         manifest, _ = mf.load(root)

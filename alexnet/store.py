@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -251,8 +252,6 @@ def worker_env() -> dict[str, str]:
     already are left out (Ray refuses the same variable from both), and none at all
     with ALEXNET_STORE_ENV_TO_WORKERS=0, where every node has them or a role itself:
     a job's runtime environment is visible to everyone who may submit jobs."""
-    import json
-
     if os.environ.get(FORWARD_SWITCH, "1") == "0":
         return {}
     submitted = json.loads(os.environ.get(SUBMITTED_JOB_CONFIG, "{}"))

@@ -149,7 +149,8 @@ def check_out(out: Location, src: Path) -> None:
     Called before the lock is taken (so nothing is written into a folder that is not
     ours, not even the lock) and again under it.
     """
-    if isinstance(out, Path) and (out.resolve() == src.resolve() or src.resolve() in out.resolve().parents):
+    o, s = out.resolve(), src.resolve()
+    if isinstance(o, Path) and (o == s or s in o.parents):  # a bucket's prefix is never in --src
         raise UserError(
             f"--out {out} is inside --src {src}: a second run would read its train/chunk-* "
             "folders as classes; choose an --out outside --src"
@@ -225,13 +226,15 @@ def prepare(
     src = Path(src)
     out = as_location(out, "--out")
     if isinstance(out, ObjectPath):
-        check_reachable(out, "--out", write=True)
+        check_reachable(out, "--out")
     classes, splits = find_images(
         src, Path(val_labels) if val_labels else None, Path(val_synsets) if val_synsets else None
     )
     check_out(out, src)
     with exclusive_lock(out, f"--out {out}", "use another --out"):
         check_out(out, src)  # again: another run may have changed it before we held the lock
+        if isinstance(out, ObjectPath):  # ours now: a probe object may be written and deleted there
+            check_reachable(out, "--out", write=True)
         if start_ray is not None:
             start_ray()
         return write_shards(src, out, classes, splits, chunk_size, quality)
