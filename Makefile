@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   := data/digits
 
-.PHONY: install data train tune ensemble compare ablations test bench bench-photos bench-s3 gpu-check gpu-wheels lint clean clean-runs help cluster-up submit cluster-down cluster-run mlflow-ui
+.PHONY: install data train tune ensemble compare ablations test test-archs bench bench-photos bench-s3 gpu-check gpu-wheels lint clean clean-runs help cluster-up submit cluster-down cluster-run mlflow-ui
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -74,6 +74,9 @@ gpu-check:  ## on a GPU machine, no Ray or MLflow needed: the GPU figures for do
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q
+
+test-archs: $(STAMP)  ## train every registered network one epoch through jobs/train.py (~6 min; not in make test)
+	$(PY) -m pytest -q -m every_network tests/test_archs_job.py
 
 # A local Ray head, and jobs submitted to it as on a real cluster. Ray 2.60 turns on token
 # authentication whenever ~/.ray/auth_token exists (any local ray.init() writes one), and

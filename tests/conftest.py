@@ -104,16 +104,49 @@ def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return s3_server.env
 
 
-@pytest.fixture(scope="session")
-def trained_ensemble(ray_session, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Two members (seeds 0 and 1) trained for one epoch through the seed mode of the
-    sweep, then assembled: real runs that the ensemble and prediction tests share. They
-    are LeNet-5s: what these tests check (merging, the record, reading checkpoints back)
-    does not depend on the network, and LeNet-5's runs cost a fraction of AlexNet's."""
-    from alexnet.assemble import assemble
-    from alexnet.config import EnsembleConfig
+ENSEMBLE_BUCKET = "ensemble-tests"
 
-    storage = tmp_path_factory.mktemp("ensemble-runs")
-    return assemble(EnsembleConfig(data=str(tiny_data), members=2, train=True, epochs=1,
-                                   train_args="--arch lenet5 --batch-size 12 --log-every 4",
-                                   name="ens-test", experiment="test-ensemble", storage=str(storage)))
+
+@pytest.fixture(scope="session")
+def trained_ensemble(ray_session, tiny_data: Path, s3_server, tmp_path_factory: pytest.TempPathFactory):
+    """Two members (seeds 0 and 1) trained for one epoch by `jobs/ensemble.py --train` (the
+    seed mode of the sweep) from shards in a bucket of the S3-compatible server, with
+    Tune's state and Ray Train's checkpoints in the bucket too, then assembled: real runs
+    that the ensemble, prediction, figure and object-store tests share.
+
+    The job is a process of its own, joined to the session's Ray as a job joins a running
+    cluster, given only the standard variables (AWS_ENDPOINT_URL, ...): the session's
+    workers were started without them, so the trials reach the bucket only if the job
+    hands them on. The members are LeNet-5s: what these tests check (merging, the record,
+    reading checkpoints back, a bucket) does not depend on the network, and LeNet-5's runs
+    cost a fraction of AlexNet's."""
+    import re
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    from alexnet import tracking
+    from alexnet.assemble import EnsembleOutcome
+
+    data = f"s3://{ENSEMBLE_BUCKET}/tiny"
+    s3_server.upload(tiny_data, data)
+    env = {**os.environ, **s3_server.env, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    job = subprocess.run(
+        [sys.executable, "jobs/ensemble.py", "--train", "--members", "2", "--epochs", "1", "--data", data,
+         "--train-args", "--arch lenet5 --batch-size 12 --log-every 4", "--storage", f"s3://{ENSEMBLE_BUCKET}/runs",
+         "--name", "ens-test", "--experiment", "test-ensemble"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=900)
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    run_id = re.search(r"done\. MLflow run (\w+):", job.stdout).group(1)
+    client = MlflowClient(tracking.tracking_uri())
+    run = client.get_run(run_id).data
+    members = run.params["member_run_ids"].split(",")
+    prefixes = zip(*(client.get_metric_history(run_id, f"ensemble_top{k}_err_by_members") for k in (1, 5)),
+                   strict=True)
+    report = client.download_artifacts(run_id, "report.md", str(tmp_path_factory.mktemp("ensemble")))
+    return EnsembleOutcome(
+        run_id, members,
+        [[run.metrics[f"member_{i}_top{k}_err"] for k in (1, 5)] for i in range(1, len(members) + 1)],
+        [[top1.value, top5.value] for top1, top5 in sorted(prefixes, key=lambda p: p[0].step)],
+        Path(report).read_text().rstrip("\n"))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import mlflow.pytorch
 import pytest
+import ray
 import torch
 from mlflow.tracking import MlflowClient
 from ray_train_runs import checkpoint_registered
@@ -32,8 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_worker_pids() -> list[int]:
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in ps.splitlines() if "ray::RayTrainWorker" in line]
+    """The live Ray Train workers of this session's Ray (another test process may run its own)."""
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=ray.get_runtime_context().gcs_address,
+                         filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    return [a.pid for a in actors]
 
 
 def test_two_workers_train_through_a_killed_worker_and_record_each_epoch_once(ray_session, tiny_data: Path,

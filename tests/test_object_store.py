@@ -1,8 +1,9 @@
 """The object-store path end to end, as the README shows it for a cluster: the embedded
 dataset prepared into a bucket of a real S3-compatible server (moto's, on a local port),
 a LeNet-5 trained from it with its checkpoints in the bucket, its driver killed and the
-run resumed from the bucket's checkpoint, an ensemble whose member Ray Tune trains from
-the bucket (the sweep jobs/tune.py runs, in its seed mode), and predictions from it.
+run resumed from the bucket's checkpoint, and predictions from the bucket by the ensemble
+the suite shares, whose members Ray Tune trained from a bucket (the sweep jobs/tune.py
+runs, in its seed mode: `trained_ensemble` in tests/conftest.py).
 
 Every command is a real `python jobs/<name>.py` process given only the standard
 variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). The preparation, the ensemble and
@@ -119,25 +120,22 @@ def test_train_from_the_bucket_kill_the_driver_and_resume(
     assert 1 <= before["epoch"] < after["epoch"] == 2 and after["history"][:before["epoch"]] == before["history"]
 
 
-def test_an_ensemble_trained_by_tune_from_the_bucket_and_predictions_from_it(
-        bucket_data: str, joined_env: dict[str, str], s3_env, tmp_path: Path) -> None:
+def test_the_shared_ensemble_was_trained_by_tune_from_a_bucket_and_predicts_from_it(
+        trained_ensemble, joined_env: dict[str, str], s3_env, tmp_path: Path) -> None:
+    """The ensemble the suite shares (`trained_ensemble`, tests/conftest.py) was trained by
+    Ray Tune's seed sweep from a bucket, with Tune's state there, and `jobs/predict.py`
+    scores the bucket's validation shards as the ensemble run logged."""
     client = MlflowClient(tracking.tracking_uri())
-    out = run(["jobs/ensemble.py", "--train", "--members", "1", "--epochs", "1", "--data", bucket_data,
-               "--train-args", "--arch lenet5 --batch-size 64 --log-every 10", "--storage", f"s3://{BUCKET}/runs",
-               "--experiment", "test-s3-ensemble", "--name", "bucket-ensemble"], joined_env)
-    assert "done. MLflow run" in out.stdout
-    exp = client.get_experiment_by_name("test-s3-ensemble")
-    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    ensemble = runs["bucket-ensemble"]
-    member = next(r for r in runs.values() if r.info.run_id == ensemble.data.params["member_run_ids"])
-    assert any((ObjectPath(f"s3://{BUCKET}/runs") / "bucket-ensemble-members").iterdir())  # Tune's state
-    member_err = member.data.metrics["val_top1_err"]
-    # one member, the same centre crops of the same 359 images: its training run's error
-    assert ensemble.data.metrics["ensemble_top1_err"] == pytest.approx(member_err)
+    ensemble = client.get_run(trained_ensemble.run_id).data
+    data = ensemble.params["data"]
+    bucket = data.split("/")[2]
+    assert data.startswith("s3://") and ensemble.params["members"] == "2"
+    assert any((ObjectPath(f"s3://{bucket}/runs") / "ens-test-members").iterdir())  # Tune's state
+    for member in trained_ensemble.member_run_ids:
+        assert client.get_run(member).data.params["data"] == data
 
     predictions = tmp_path / "val.csv"
-    run(["jobs/predict.py", "--run", ensemble.info.run_id, "--data", bucket_data, "--out", str(predictions)],
-        joined_env)
+    run(["jobs/predict.py", "--run", trained_ensemble.run_id, "--data", data, "--out", str(predictions)], joined_env)
     preds = pd.read_csv(predictions)
-    assert len(preds) == 359 and preds["image"].is_unique
-    assert 100 * (preds["class_1"] != preds["label"]).mean() == pytest.approx(member_err)
+    assert len(preds) == 15 and preds["image"].is_unique
+    assert 100 * (preds["class_1"] != preds["label"]).mean() == pytest.approx(ensemble.metrics["ensemble_top1_err"])

@@ -61,12 +61,10 @@ def head(tmp_path: Path):
         proc.terminate()
         pytest.fail(f"the head did not answer at {address}: {probe.stderr[-500:]}")
     yield address, env
-    proc.terminate()  # a graceful stop takes Ray ~30 s; the test is done with the head by now
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the head and every process it started
-        proc.wait(timeout=60)
+    # A graceful stop takes Ray ~30 s, and the test is done with the head: stop the head
+    # and every process it started at once (its own session, `start_new_session`).
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
