@@ -53,7 +53,7 @@ def test_the_training_job_trains_every_network(name: str, ray_session, tiny_data
     assert math.isfinite(metrics["train_loss"]) and metrics["train_loss"] > 0  # 36 images trained on
     assert [m.step for m in client.get_metric_history(run_id, "val_top1_err")] == [0]
 
-    (checkpoint_dir,) = (storage / run_name).glob("checkpoint_*")  # Ray Train's, in --storage
+    (checkpoint_dir,) = (p for p in (storage / run_name).glob("checkpoint_*") if p.is_dir())  # Ray Train's
     state = ckpt.load(checkpoint_dir / ckpt.CHECKPOINT_FILE, name)
     assert state["epoch"] == 1 and state["model_args"]["arch"] == name
     assert state["model_args"]["input_size"] == small_input(name)

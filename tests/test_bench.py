@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import ray
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ KEYS = {"decode_per_core", "decode_batched_img_per_sec", "decode_batched_device"
         "compare_data_first_batch_s"}
 
 
-def test_bench_writes_every_key(tiny_data: Path, s3_server, tmp_path: Path) -> None:
+def test_bench_writes_every_key(ray_session, tiny_data: Path, s3_server, tmp_path: Path) -> None:
     """With the shards in a bucket of a real S3-compatible server, and the same shards on
     disk to compare the pipeline with (`make bench-s3`)."""
     out = tmp_path / "bench.json"
@@ -34,7 +35,8 @@ def test_bench_writes_every_key(tiny_data: Path, s3_server, tmp_path: Path) -> N
          "--json", str(out), "--seconds", "0.2",
          "--pipeline-images", "100", "--pipeline-warmup", "100", "--pipeline-cpus", "1",
          "--model-batch", "2", "--model-steps", "1", "--peak-tflops", "2.5", "--train-batch", "16"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **s3_server.env})
+        cwd=ROOT, capture_output=True, text=True, timeout=600,  # on the session's Ray, as on a running cluster
+        env={**os.environ, **s3_server.env, "RAY_ADDRESS": ray.get_runtime_context().gcs_address})
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert KEYS <= set(figures)
