@@ -75,7 +75,7 @@ gpu-check:  ## on a GPU machine, no Ray or MLflow needed: the GPU figures for do
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest -q
 
-test-archs: $(STAMP)  ## train every registered network one epoch through jobs/train.py (~6 min; not in make test)
+test-archs: $(STAMP)  ## train every registered network one epoch through jobs/train.py (~7 min; not in make test)
 	$(PY) -m pytest -q -m every_network tests/test_archs_job.py
 
 # A local Ray head, and jobs submitted to it as on a real cluster. Ray 2.60 turns on token

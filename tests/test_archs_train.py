@@ -10,8 +10,9 @@ test runs the worker's own steps (the network, optimiser and schedule from the r
 `train_one_epoch`, `evaluate`, the checkpoint's state, a member rebuilt from it) over
 batches that the Ray Data pipeline of `jobs/train.py` delivers: one Ray Train run costs
 about 30 s on 2 cores whatever the network (its actors' start-ups), so one per network
-would cost half the suite's time budget. AlexNet trains through `jobs/train.py` in
-tests/test_submit.py (two workers, submitted to a Ray head), LeNet-5 through the
+would cost a third of the suite's time budget: tests/test_archs_job.py does that, with
+`make test-archs`. AlexNet trains through `jobs/train.py` in tests/test_submit.py (two
+workers, submitted to a Ray head), LeNet-5 in tests/test_object_store.py and through the
 sweep's trials (the shared ensemble's members, tests/conftest.py).
 """
 
