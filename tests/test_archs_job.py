@@ -2,8 +2,7 @@
 process, joined to the session's Ray): its paper's recipe under the flags, the Ray Data
 pipeline, a Ray Train worker, the checkpoint in --storage and the MLflow run with its
 model. Networks that can take a small input get `--input-size 32` (the pipeline's 224
-crops resized on the device); AlexNet and ZFNet, whose classifiers fix their input, train
-at 224.
+crops resized on the device); ZFNet, whose classifier fixes its input, trains at 224.
 
 LeNet-5, AlexNet and GoogLeNet train through a job in other tests (the object-store
 test, the submitted job, tests/test_archs_train.py), so they are not repeated here. Each
