@@ -20,17 +20,13 @@ import pytest
 import torch
 from job_loader import load_job
 from mlflow.tracking import MlflowClient
+from test_archs_train import small_input
 
 from alexnet import checkpoint as ckpt
 from alexnet import models, tracking
 
 TRAINED_ELSEWHERE = {"lenet5", "alexnet", "googlenet"}
 NAMES = [n for n in models.names() if n not in TRAINED_ELSEWHERE]
-
-
-def small_input(name: str) -> int:
-    """32 where the network takes it; 0 (its own size) where its classifier fixes it."""
-    return 0 if models.get(name).fixed_input else models.MIN_INPUT
 
 
 @pytest.mark.every_network

@@ -126,11 +126,11 @@ def test_the_shared_ensemble_was_trained_by_tune_from_a_bucket_and_predicts_from
     Ray Tune's seed sweep from a bucket, with Tune's state there, and `jobs/predict.py`
     scores the bucket's validation shards as the ensemble run logged."""
     client = MlflowClient(tracking.tracking_uri())
-    ensemble = client.get_run(trained_ensemble.run_id).data
-    data = ensemble.params["data"]
+    record = client.get_run(trained_ensemble.run_id)
+    ensemble, data = record.data, record.data.params["data"]
     bucket = data.split("/")[2]
     assert data.startswith("s3://") and ensemble.params["members"] == "2"
-    assert any((ObjectPath(f"s3://{bucket}/runs") / "ens-test-members").iterdir())  # Tune's state
+    assert any((ObjectPath(f"s3://{bucket}/runs") / f"{record.info.run_name}-members").iterdir())  # Tune's state
     for member in trained_ensemble.member_run_ids:
         assert client.get_run(member).data.params["data"] == data
 
