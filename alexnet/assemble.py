@@ -48,7 +48,8 @@ def train_members(cfg: EnsembleConfig, name: str) -> str:
     """Seed mode of the sweep: one trial per seed 0..N-1. Returns the sweep's parent run."""
     train = train_config_for(cfg.data, cfg.train_preset, cfg.train_args)
     seeds = SweepConfig(data=cfg.data, epochs=cfg.epochs, seeds=f"0..{cfg.members - 1}", scheduler="fifo",
-                        name=f"{name}-members", experiment=cfg.experiment, storage=cfg.storage)
+                        max_concurrent=cfg.max_concurrent, name=f"{name}-members", experiment=cfg.experiment,
+                        storage=cfg.storage)
     outcome = sweep(seeds, train)
     failed = [t for t in outcome.trials if t.status != "FINISHED"]
     if failed:

@@ -306,6 +306,8 @@ class EnsembleConfig:
     train_preset: str = _f("", "--train: the jobs/train.py preset the members start from")
     train_args: str = _f("", "--train: more jobs/train.py flags for every member")
     epochs: int = _f(0, "--train: epochs per member (0 = the training config's)")
+    max_concurrent: int = _f(0, "--train: members trained at once (0 = jobs/tune.py's rule: one per --workers GPUs; "
+                                "one at a time on CPU)")
     merge: Literal["prob", "logits"] = _f("prob", "average the members' softmax probabilities (the paper), or logits")
     eval_crop: Literal["center", "ten"] = _f("center", "centre 224 crop, or 10 crops averaged")
     batch_size: int = _f(128, "images per inference batch")
@@ -325,6 +327,7 @@ class EnsembleConfig:
             (not self.tag or ("=" in self.tag and bool(self.member_experiment)),
              f"--tag {self.tag!r}: expected KEY=VALUE, with --member-experiment naming where to search"),
             (self.epochs >= 0, f"--epochs must be non-negative, got {self.epochs}"),
+            (self.max_concurrent >= 0, f"--max-concurrent must be non-negative, got {self.max_concurrent}"),
             (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
             ("`" not in self.tag.partition("=")[0], f"--tag {self.tag!r}: a tag key cannot contain `"),
             (not ("'" in self.tag.partition("=")[2] and '"' in self.tag.partition("=")[2]),

@@ -134,12 +134,14 @@ def trained_ensemble(ray_session, tiny_data: Path, s3_server, tmp_path_factory: 
     workers were started without them, so the trials reach the bucket only if the job
     hands them on. The members are LeNet-5s: what these tests check (merging, the record,
     reading checkpoints back, a bucket) does not depend on the network, and LeNet-5's runs
-    cost a fraction of AlexNet's."""
+    cost a fraction of AlexNet's. They train side by side (`--max-concurrent 2`, half the
+    CPUs each): a run's start-up and shutdown are mostly waiting, which two runs overlap."""
     data = f"s3://{ENSEMBLE_BUCKET}/tiny"
     s3_server.upload(tiny_data, data)
     env = {**os.environ, **s3_server.env, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     job = subprocess.run(
-        [sys.executable, "jobs/ensemble.py", "--train", "--members", "2", "--epochs", "1", "--data", data,
+        [sys.executable, "jobs/ensemble.py", "--train", "--members", "2", "--max-concurrent", "2", "--epochs", "1",
+         "--data", data,
          "--train-args", "--arch lenet5 --batch-size 12 --log-every 4", "--storage", f"s3://{ENSEMBLE_BUCKET}/runs",
          "--name", "ens-test", "--experiment", "test-ensemble"],
         cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=900)
