@@ -66,6 +66,11 @@ def test_bad_ensemble_tags() -> None:
     EnsembleConfig(tag="team=it's", member_experiment="e")
 
 
+def test_a_negative_number_of_members_at_once_is_refused() -> None:
+    with pytest.raises(UserError, match="--max-concurrent must be non-negative, got -1"):
+        EnsembleConfig(train=True, max_concurrent=-1)
+
+
 def test_an_unclosed_quote_in_train_args_is_one_line() -> None:
     with pytest.raises(UserError) as e:
         train_config_for("data/digits", train_args="--name 'unclosed")

@@ -133,6 +133,8 @@ def test_the_shared_ensemble_was_trained_by_tune_from_a_bucket_and_predicts_from
     assert any((ObjectPath(f"s3://{bucket}/runs") / f"{record.info.run_name}-members").iterdir())  # Tune's state
     for member in trained_ensemble.member_run_ids:
         assert client.get_run(member).data.params["data"] == data
+    seeds = client.get_run(client.get_run(trained_ensemble.member_run_ids[0]).data.tags[tracking.PARENT_TAG])
+    assert seeds.data.params["seeds"] == "0..1" and seeds.data.params["max_concurrent"] == "2"  # --max-concurrent 2
 
     predictions = tmp_path / "val.csv"
     run(["jobs/predict.py", "--run", trained_ensemble.run_id, "--data", data, "--out", str(predictions)], joined_env)
