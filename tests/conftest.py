@@ -141,9 +141,8 @@ def trained_ensemble(ray_session, tiny_data: Path, s3_server, tmp_path_factory: 
     env = {**os.environ, **s3_server.env, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     job = subprocess.run(
         [sys.executable, "jobs/ensemble.py", "--train", "--members", "2", "--max-concurrent", "2", "--epochs", "1",
-         "--data", data,
-         "--train-args", "--arch lenet5 --batch-size 12 --log-every 4", "--storage", f"s3://{ENSEMBLE_BUCKET}/runs",
-         "--name", "ens-test", "--experiment", "test-ensemble"],
+         "--data", data, "--train-args", "--arch lenet5 --batch-size 12 --log-every 4",
+         "--storage", f"s3://{ENSEMBLE_BUCKET}/runs", "--name", "ens-test", "--experiment", "test-ensemble"],
         cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=900)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     run_id = re.search(r"done\. MLflow run (\w+):", job.stdout).group(1)
